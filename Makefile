@@ -1,0 +1,56 @@
+# mlfactor: every target sets up what it needs. `make` (or `make help`) lists them.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV := $(BIN)/uv
+LOCK := requirements/lock.txt
+UV_VERSION := 0.13.9
+STAMP := $(VENV)/.installed
+PIPELINE ?= pipelines/train.yaml
+export MLFLOW_DISABLE_TELEMETRY ?= true
+export BENTOML_DO_NOT_TRACK ?= true
+
+.PHONY: help install run pipeline serve lab test lint lock clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml $(LOCK)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(UV) || $(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"
+	$(UV) pip sync --python $(BIN)/python $(LOCK)
+	$(UV) pip install --python $(BIN)/python --no-deps -e .
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the pinned dependencies and mlfactor (set-up only)
+
+pipeline: $(STAMP) ## Run the demo training pipeline (PIPELINE=pipelines/train.yaml) on the configured store
+	$(BIN)/mlfactor run $(PIPELINE)
+
+serve: $(STAMP) ## Serve the champion model with bentoml serve on 127.0.0.1:3000 until Ctrl-C
+	$(BIN)/mlfactor serve
+
+run: $(STAMP) ## Set up, run the demo pipeline on the embedded sqlite store, then serve the champion
+	$(BIN)/mlfactor run $(PIPELINE)
+	$(BIN)/mlfactor serve
+
+lab: $(STAMP) ## Open JupyterLab on notebooks/ with the project's kernel and configuration
+	$(BIN)/mlfactor lab
+
+test: $(STAMP) ## Set up and run the whole test suite (unit, integration, notebooks)
+	$(BIN)/pytest
+
+lint: $(STAMP) ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+lock: ## Re-resolve requirements/lock.txt from pyproject.toml (uv pip compile)
+	@test -x $(UV) || { $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"; }
+	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o $(LOCK)
+
+clean: ## Remove generated files (keeps .venv and the local MLflow store)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache build dist src/*.egg-info output

@@ -1,0 +1,63 @@
+"""What every command shares: settings, logging set-up and error-to-exit-code mapping."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from mlfactor.errors import ConfigError, ExitCode, MlfactorError
+from mlfactor.log import configure_logging, event, get_logger
+from mlfactor.masking import secret_values
+from mlfactor.settings import Settings, load_settings
+
+logger = get_logger("mlfactor.cli")
+
+
+def start(ctx: click.Context | None = None) -> Settings:
+    """Load settings and configure logging for a command; the one start-up path of the CLI."""
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format, secrets=secret_values(settings.environ))
+    return settings
+
+
+def run_cli(group: click.Group, argv: Sequence[str] | None = None) -> int:
+    """Invoke ``group``; turn MlfactorError into its exit code and a message, never a traceback."""
+    try:
+        result = group.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        return int(ExitCode.INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except MlfactorError as exc:
+        report_error(exc)
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        return int(ExitCode.INTERRUPTED)
+    return int(result) if isinstance(result, int) else 0
+
+
+def report_error(exc: MlfactorError) -> None:
+    """Print the message on stderr and log one ``error`` event on stdout."""
+    import logging
+
+    if not logging.getLogger().handlers or isinstance(exc, ConfigError):
+        configure_logging()
+    event(logger, "error", level=logging.ERROR, error=type(exc).__name__, message=str(exc),
+          exit_code=int(exc.exit_code))
+    sys.stdout.flush()
+    click.echo(f"Error: {exc}", err=True)
+
+
+def emit_json(data: Any) -> None:
+    """Print ``data`` as one JSON line on stdout (command results, not log events)."""
+    import json
+
+    click.echo(json.dumps(data, default=str, sort_keys=False))

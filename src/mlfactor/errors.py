@@ -1,0 +1,120 @@
+"""The exception tree of mlfactor and the process exit codes it maps to.
+
+Every error a user can cause derives from :class:`MlfactorError`; entry points
+(the CLI, the service, the admin jobs) turn it into its ``exit_code`` and a
+message without a traceback. The codes are part of the public contract: a
+scheduler (cron, Kubernetes, Airflow) can act on them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Process exit codes, documented in the README for schedulers."""
+
+    OK = 0
+    STEP_FAILED = 1
+    USAGE = 2
+    STEP_TIMEOUT = 3
+    KERNEL_DIED = 4
+    INVALID_INPUT = 65
+    NOT_FOUND = 66
+    SERVICE_UNAVAILABLE = 69
+    INTERNAL = 70
+    CONFIG = 78
+    INTERRUPTED = 130
+    TERMINATED = 143
+
+
+class MlfactorError(Exception):
+    """Raised for any failure mlfactor reports to its user; the base of the tree."""
+
+    exit_code: ExitCode = ExitCode.INTERNAL
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(MlfactorError):
+    """Raised when environment variables are missing or invalid; lists every problem."""
+
+    exit_code = ExitCode.CONFIG
+
+    def __init__(self, problems: Mapping[str, str], *, hint: str = "") -> None:
+        self.problems = dict(problems)
+        lines = [f"invalid configuration ({len(self.problems)} problem{'s' if len(self.problems) != 1 else ''}):"]
+        lines += [f"  - {name}: {text}" for name, text in sorted(self.problems.items())]
+        if hint:
+            lines.append(hint)
+        super().__init__("\n".join(lines))
+
+
+class ValidationError(MlfactorError):
+    """Raised when user input (a pipeline file, parameters, a data file) is invalid; lists every problem."""
+
+    exit_code = ExitCode.INVALID_INPUT
+
+    def __init__(self, subject: str, problems: Sequence[str]) -> None:
+        self.subject = subject
+        self.problems = list(problems)
+        count = len(self.problems)
+        lines = [f"{subject}: {count} problem{'s' if count != 1 else ''}:"]
+        lines += [f"  - {problem}" for problem in self.problems]
+        super().__init__("\n".join(lines))
+
+
+class NotFoundError(MlfactorError):
+    """Raised when a model, version, alias, release or file named by the user does not exist."""
+
+    exit_code = ExitCode.NOT_FOUND
+
+
+class BackingServiceError(MlfactorError):
+    """Raised when a backing service (tracking store, registry, database) cannot be reached."""
+
+    exit_code = ExitCode.SERVICE_UNAVAILABLE
+
+    def __init__(self, message: str, *, uri: str = "") -> None:
+        super().__init__(message)
+        self.uri = uri
+
+
+class StepFailedError(MlfactorError):
+    """Raised when a pipeline step's notebook raised an exception in a cell."""
+
+    exit_code = ExitCode.STEP_FAILED
+
+    def __init__(self, message: str, *, step: str = "", cell: int | None = None) -> None:
+        super().__init__(message)
+        self.step = step
+        self.cell = cell
+
+
+class StepTimeoutError(StepFailedError):
+    """Raised when a pipeline step ran longer than its timeout."""
+
+    exit_code = ExitCode.STEP_TIMEOUT
+
+
+class KernelDiedError(StepFailedError):
+    """Raised when a step's kernel died (os._exit, a crash, out of memory)."""
+
+    exit_code = ExitCode.KERNEL_DIED
+
+
+class InterruptedRunError(MlfactorError):
+    """Raised when a run was stopped by SIGINT or SIGTERM."""
+
+    exit_code = ExitCode.INTERRUPTED
+
+    def __init__(self, message: str, *, signal_number: int) -> None:
+        super().__init__(message)
+        self.signal_number = signal_number
+        self.exit_code = ExitCode.TERMINATED if signal_number == 15 else ExitCode.INTERRUPTED
