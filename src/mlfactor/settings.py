@@ -66,6 +66,9 @@ def _variables() -> tuple[Variable, ...]:
         Variable("MLFACTOR_MODEL_URI", "model_uri", "str", None,
                  "Full model URI (`models:/name@alias`, `models:/name/3`); overrides name and alias.",
                  "a models:/ URI"),
+        Variable("MLFACTOR_BENTO_MODEL", "bento_model", "str", None,
+                 "BentoML model tag packed in a built Bento; when set the service loads it and never "
+                 "calls the registry (set by `mlfactor build`).", "a BentoML model tag"),
         Variable("MLFACTOR_LOG_LEVEL", "log_level", "str", "INFO",
                  "Log level of every process.", "one of DEBUG, INFO, WARNING, ERROR",
                  OneOf(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])),
@@ -137,6 +140,7 @@ class Settings:
     model_name: str
     model_alias: str
     model_uri: str | None
+    bento_model: str | None
     log_level: str
     log_format: str
     host: str
@@ -305,6 +309,7 @@ def load_settings(
         model_name=values["model_name"],
         model_alias=values["model_alias"],
         model_uri=values["model_uri"] or None,
+        bento_model=values["bento_model"] or None,
         log_level=values["log_level"],
         log_format=values["log_format"],
         host=values["host"],
