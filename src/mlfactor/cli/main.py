@@ -15,6 +15,9 @@ from mlfactor.version import mlfactor_version
 # command name -> "module:attribute"; one line per command, in help order.
 COMMANDS: dict[str, str] = {
     "config": "mlfactor.cli.config_cmd:config",
+    "promote": "mlfactor.cli.registry_cmd:promote",
+    "rollback": "mlfactor.cli.registry_cmd:rollback",
+    "history": "mlfactor.cli.registry_cmd:history",
 }
 
 
