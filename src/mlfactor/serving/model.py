@@ -1,0 +1,274 @@
+"""Load the served model once at start, and predict on its native estimator when possible.
+
+Two sources:
+
+* the MLflow registry (default): the URI (``models:/name@alias`` or
+  ``models:/name/3``) is resolved **once** with :func:`mlfactor.registry.resolve_model`,
+  the concrete version is logged, and its files are downloaded;
+* the BentoML model store, when ``MLFACTOR_BENTO_MODEL`` is set (a built Bento
+  that carries its model): no registry call at all; the model's labels
+  (``registered_model``, ``version``, ``run_id``, ``git_commit``) say what it is.
+
+The MLflow pyfunc wrapper checks the signature on every call, which costs ten
+times the prediction itself (FIELD_NOTES). When the model has a scikit-learn
+flavor, :class:`ServedModel` calls the estimator directly: on a float matrix
+in signature order when that gives the same predictions as a DataFrame on
+the model's input example, else on a DataFrame. Other flavors use pyfunc.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlfactor.errors import BackingServiceError, MlfactorError, NotFoundError, ValidationError
+from mlfactor.log import event, get_logger
+from mlfactor.masking import mask_uri
+from mlfactor.serving.protocol import Row
+from mlfactor.serving.schema import InputSchema
+from mlfactor.settings import Settings
+
+logger = get_logger(__name__)
+
+PATH_MATRIX = "native-matrix"
+PATH_FRAME = "native-frame"
+PATH_PYFUNC = "pyfunc"
+BENTO_MLFLOW_FOLDER = "mlflow_model"
+LABEL_KEYS = {
+    "name": ("registered_model", "model_name", "name"),
+    "version": ("version", "model_version"),
+    "run_id": ("run_id",),
+    "git_commit": ("git_commit", "commit"),
+}
+
+
+@dataclass
+class ServedModel:
+    """A loaded model version: where it came from, its input schema and how it predicts."""
+
+    name: str
+    version: str
+    run_id: str | None
+    git_commit: str | None
+    uri: str
+    source: str  # "registry" or "bento"
+    schema: InputSchema
+    predict_path: str
+    flavor: str
+    estimator: Any = field(default=None, repr=False)
+    pyfunc: Any = field(default=None, repr=False)
+    predict_fn: str = "predict"
+    bento_tag: str | None = None
+    load_seconds: float = 0.0
+
+    def predict(self, rows: Sequence[Row]) -> list[Any]:
+        """Predictions for valid ``rows`` as JSON-ready values."""
+        if self.predict_path == PATH_MATRIX:
+            return _jsonable(getattr(self.estimator, self.predict_fn)(self.schema.to_matrix(rows)))
+        frame = self.schema.to_frame(rows)
+        if self.predict_path == PATH_FRAME:
+            return _jsonable(getattr(self.estimator, self.predict_fn)(frame))
+        return _jsonable(self.pyfunc.predict(frame))
+
+    def describe(self) -> dict[str, Any]:
+        """What /metadata shows about this model."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "run_id": self.run_id,
+            "git_commit": self.git_commit,
+            "uri": self.uri,
+            "source": self.source,
+            "bento_model": self.bento_tag,
+            "flavor": self.flavor,
+            "predict_path": self.predict_path,
+            "inputs": self.schema.to_dict(),
+        }
+
+
+def _jsonable(raw: Any) -> list[Any]:
+    tolist = getattr(raw, "tolist", None)
+    if tolist is not None:
+        return list(tolist())
+    to_dict = getattr(raw, "to_dict", None)
+    if to_dict is not None:  # a pandas DataFrame from a pyfunc model
+        return list(to_dict(orient="records"))
+    return list(raw)
+
+
+def _load_local(
+    path: Path,
+    *,
+    name: str,
+    version: str,
+    run_id: str | None,
+    git_commit: str | None,
+    uri: str,
+    source: str,
+    bento_tag: str | None = None,
+) -> ServedModel:
+    """Load an MLflow model folder: native estimator when it is scikit-learn, pyfunc otherwise."""
+    from mlflow.models import Model
+
+    started = time.perf_counter()
+    meta = Model.load(str(path / "MLmodel"))
+    schema = InputSchema.from_signature(meta.signature)
+    flavors = meta.flavors
+    predict_fn = str(flavors.get("python_function", {}).get("predict_fn") or "predict")
+    served = ServedModel(
+        name=name,
+        version=version,
+        run_id=run_id,
+        git_commit=git_commit,
+        uri=uri,
+        source=source,
+        schema=schema,
+        predict_path=PATH_PYFUNC,
+        flavor="python_function",
+        predict_fn=predict_fn,
+        bento_tag=bento_tag,
+    )
+    if "sklearn" in flavors:
+        import mlflow.sklearn
+
+        served.estimator = mlflow.sklearn.load_model(str(path))
+        served.flavor = "sklearn"
+        served.predict_path = _choose_native_path(served, meta, path)
+    else:
+        import mlflow.pyfunc
+
+        served.pyfunc = mlflow.pyfunc.load_model(str(path))
+    served.load_seconds = round(time.perf_counter() - started, 3)
+    return served
+
+
+def _choose_native_path(served: ServedModel, meta: Any, path: Path) -> str:
+    """Matrix when it predicts exactly like a DataFrame on the input example, else DataFrame."""
+    # The estimator was fitted on named columns; we order the matrix by the signature ourselves.
+    warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
+    if not served.schema.numeric or not hasattr(served.estimator, served.predict_fn):
+        return PATH_FRAME
+    try:
+        example = meta.load_input_example(str(path))
+    except Exception:  # noqa: BLE001 - a missing or unreadable example only disables the fast path
+        example = None
+    if example is None or not hasattr(example, "to_dict"):
+        return PATH_FRAME
+    rows = example.to_dict(orient="records")
+    method = getattr(served.estimator, served.predict_fn)
+    try:
+        same = _jsonable(method(served.schema.to_matrix(rows))) == _jsonable(
+            method(served.schema.to_frame(rows))
+        )
+    except Exception:  # noqa: BLE001 - any failure on a matrix means the estimator needs a DataFrame
+        same = False
+    return PATH_MATRIX if same else PATH_FRAME
+
+
+def load_from_registry(settings: Settings, uri: str) -> ServedModel:
+    """Resolve ``uri`` once, log the concrete version, download and load it."""
+    import mlflow.artifacts
+
+    from mlfactor.registry import resolve_model
+    from mlfactor.tracking import connect
+
+    client = connect(settings, check=False)
+    resolved = resolve_model(client, uri)
+    event(
+        logger,
+        "model_resolved",
+        uri=uri,
+        model_name=resolved.name,
+        model_version=resolved.version,
+        run_id=resolved.run_id,
+        alias=resolved.alias,
+        git_commit=resolved.git_commit,
+    )
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=resolved.uri))
+    return _load_local(
+        local,
+        name=resolved.name,
+        version=resolved.version,
+        run_id=resolved.run_id,
+        git_commit=resolved.git_commit,
+        uri=resolved.uri,
+        source="registry",
+    )
+
+
+def load_from_bento_store(tag: str) -> ServedModel:
+    """Load the model packed in a Bento (BentoML model store); never calls the registry."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    try:
+        bento_model = bentoml.models.get(tag)
+    except NotFound as exc:
+        raise NotFoundError(
+            f"BentoML model {tag!r} (MLFACTOR_BENTO_MODEL) is not in the model store; "
+            "build the Bento with `mlfactor build` or unset MLFACTOR_BENTO_MODEL to load from the registry."
+        ) from exc
+    labels = dict(bento_model.info.labels or {})
+
+    def label(key: str) -> str | None:
+        return next((labels[k] for k in LABEL_KEYS[key] if labels.get(k)), None)
+
+    name = label("name") or bento_model.tag.name
+    version = label("version") or str(bento_model.tag.version)
+    return _load_local(
+        Path(bento_model.path_of(BENTO_MLFLOW_FOLDER)),
+        name=name,
+        version=version,
+        run_id=label("run_id"),
+        git_commit=label("git_commit"),
+        uri=f"models:/{name}/{version}",
+        source="bento",
+        bento_tag=str(bento_model.tag),
+    )
+
+
+def load_with_retry(
+    load: Callable[[], ServedModel], *, what: str, wait: float, stopping: Callable[[], bool] = lambda: False
+) -> ServedModel:
+    """Call ``load`` until it succeeds; retry unreachable stores for ``wait`` seconds.
+
+    A missing model, alias or version (NotFoundError) or a bad URI fails at once;
+    anything else counts as "store unreachable" and is retried with back-off,
+    then raised as BackingServiceError.
+    """
+    deadline = time.monotonic() + wait
+    delay = 0.5
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return load()
+        except (NotFoundError, ValidationError):
+            raise
+        except MlfactorError as exc:
+            error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - transport errors come in many types
+            error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        left = deadline - time.monotonic()
+        if left <= 0 or stopping():
+            raise BackingServiceError(
+                f"could not load {mask_uri(what)} after {attempt} attempts in {wait:g} s: {mask_uri(error)[:300]}. "
+                "Check MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI and that the store is up "
+                "(MLFACTOR_REGISTRY_WAIT sets how long the service waits)."
+            )
+        event(
+            logger,
+            "model_load_retry",
+            level=logging.WARNING,
+            uri=mask_uri(what),
+            attempt=attempt,
+            retry_in_s=round(min(delay, left), 2),
+            error=mask_uri(error)[:300],
+        )
+        time.sleep(min(delay, left))
+        delay = min(delay * 2, 5.0)

@@ -1,0 +1,198 @@
+"""What one service worker serves: its variants, shadow, flags; loaded once, then read-only.
+
+:class:`ServingRuntime` is built from settings, loads every model at start
+(:meth:`load`), and answers :meth:`predict` for a request key without any
+registry call and without keeping state between requests. HTTP lives in
+:mod:`mlfactor.serving.app`; this module is plain Python, tested directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mlfactor.errors import ConfigError
+from mlfactor.log import event, get_logger
+from mlfactor.registry import parse_model_uri
+from mlfactor.serving.flags import Flags
+from mlfactor.serving.model import ServedModel, load_from_bento_store, load_from_registry, load_with_retry
+from mlfactor.serving.protocol import Row
+from mlfactor.serving.variants import assign_variant, parse_weights, variant_ref_uri
+from mlfactor.settings import Settings
+
+logger = get_logger("mlfactor.serving")
+predictions_logger = get_logger("mlfactor.predictions")
+
+BENTO_VARIANT = "packed"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The answer to one request: which variant and model version produced which predictions."""
+
+    variant: str
+    model: ServedModel
+    predictions: list[Any]
+
+
+def plan_variants(settings: Settings) -> tuple[str, list[tuple[str, str]], tuple[tuple[str, int], ...]]:
+    """(model name, [(variant, uri)], weights) from settings; the shadow is appended as ``shadow``."""
+    if settings.bento_model:
+        if settings.variants or settings.shadow:
+            raise ConfigError(
+                {
+                    "MLFACTOR_VARIANTS": "a Bento serves the one model it carries (MLFACTOR_BENTO_MODEL is set); "
+                    "unset MLFACTOR_VARIANTS and MLFACTOR_SHADOW, or serve from the registry."
+                }
+            )
+        return settings.bento_model, [(BENTO_VARIANT, settings.bento_model)], ((BENTO_VARIANT, 1),)
+    ref = parse_model_uri(settings.resolved_model_uri)
+    name = ref.name
+    if settings.variants:
+        planned = [(variant, variant_ref_uri(name, variant)) for variant, _ in settings.variants]
+        weights = settings.variants
+    else:
+        variant = ref.alias or ref.version or "default"
+        planned = [(variant, ref.uri)]
+        weights = ((variant, 1),)
+    if settings.shadow:
+        planned.append(("shadow", variant_ref_uri(name, settings.shadow)))
+    return name, planned, weights
+
+
+class ServingRuntime:
+    """The models of one worker and the per-request decisions (variant, shadow, logging)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.model_name, self.planned, self.weights = plan_variants(settings)
+        self.models: dict[str, ServedModel] = {}
+        self.flags = Flags(
+            settings.flags_file,
+            shadow=bool(settings.shadow),
+            log_predictions=settings.log_predictions,
+            variant_weights="",
+        )
+        self._last_bad_weights: str | None = None
+        self._shadow_lock = threading.Lock()
+
+    @property
+    def ready(self) -> bool:
+        """True once every planned model is loaded."""
+        return len(self.models) == len(self.planned)
+
+    @property
+    def primary(self) -> ServedModel | None:
+        """The first configured variant's model (what /metadata and errors name)."""
+        return self.models.get(self.planned[0][0])
+
+    def load(self, stopping: Any = lambda: False) -> None:
+        """Load every planned model once (the same URI only once), retrying an unreachable registry."""
+        by_uri: dict[str, ServedModel] = {}
+        for variant, uri in self.planned:
+            if uri not in by_uri:
+                if self.settings.bento_model:
+                    by_uri[uri] = load_from_bento_store(uri)
+                else:
+                    by_uri[uri] = load_with_retry(
+                        lambda u=uri: load_from_registry(self.settings, u),
+                        what=uri,
+                        wait=self.settings.registry_wait,
+                        stopping=stopping,
+                    )
+            model = by_uri[uri]
+            self.models[variant] = model
+            event(
+                logger,
+                "model_loaded",
+                variant=variant,
+                model_name=model.name,
+                model_version=model.version,
+                run_id=model.run_id,
+                source=model.source,
+                flavor=model.flavor,
+                predict_path=model.predict_path,
+                load_s=model.load_seconds,
+            )
+
+    def current_weights(self) -> Sequence[tuple[str, int]]:
+        """The split in force: the ``variant_weights`` flag when set and valid, else the configured one."""
+        raw = self.flags.variant_weights() if self.flags.provider is not None else ""
+        if not raw:
+            return self.weights
+        try:
+            return parse_weights(raw, [name for name, _ in self.weights])
+        except ValueError as exc:
+            if raw != self._last_bad_weights:
+                self._last_bad_weights = raw
+                event(
+                    logger,
+                    "flag_invalid",
+                    level=logging.ERROR,
+                    flag="variant_weights",
+                    error=str(exc),
+                    using=",".join(f"{n}={w}" for n, w in self.weights),
+                )
+            return self.weights
+
+    def choose(self, key: str) -> str:
+        """The variant serving request key ``key``."""
+        return assign_variant(key, self.current_weights())
+
+    def predict(self, rows: Sequence[Row], variant: str, *, allow_extra: bool) -> Prediction:
+        """Validate ``rows`` against the variant's schema and predict; RequestError when invalid."""
+        model = self.models[variant]
+        model.schema.validate(rows, allow_extra=allow_extra)
+        return Prediction(variant, model, model.predict(rows))
+
+    def shadow_enabled(self) -> bool:
+        """Whether a shadow is loaded and its flag is on."""
+        return "shadow" in self.models and self.flags.shadow()
+
+    def score_shadow(self, rows: Sequence[Row], served: Prediction, request_id: str) -> None:
+        """Score the shadow on ``rows`` and log its predictions beside the served ones (never raises)."""
+        shadow = self.models["shadow"]
+        try:
+            with self._shadow_lock:
+                shadow.schema.validate(rows, allow_extra=True)
+                predictions = shadow.predict(rows)
+        except Exception as exc:  # noqa: BLE001 - a shadow failure must never reach the client
+            event(
+                logger,
+                "shadow_failed",
+                level=logging.WARNING,
+                request_id=request_id,
+                error=str(exc)[:300],
+                model_name=shadow.name,
+                model_version=shadow.version,
+            )
+            return
+        event(
+            predictions_logger,
+            "shadow_prediction",
+            request_id=request_id,
+            variant=served.variant,
+            model_name=served.model.name,
+            model_version=served.model.version,
+            shadow_version=shadow.version,
+            served=served.predictions,
+            shadow=predictions,
+            agree=sum(a == b for a, b in zip(served.predictions, predictions, strict=False)),
+            rows=len(rows),
+        )
+
+    def log_prediction(self, rows: Sequence[Row], served: Prediction, request_id: str) -> None:
+        """Emit one ``prediction`` event with the inputs and outputs (when the flag is on)."""
+        event(
+            predictions_logger,
+            "prediction",
+            request_id=request_id,
+            variant=served.variant,
+            model_name=served.model.name,
+            model_version=served.model.version,
+            inputs=list(rows),
+            outputs=served.predictions,
+        )
