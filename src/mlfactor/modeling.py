@@ -36,6 +36,17 @@ def pip_requirements() -> list[str]:
     return [*mlflow.sklearn.get_default_pip_requirements(include_skops=True), f"mlflow=={mlflow.__version__}"]
 
 
+def trusted_types(estimator: Any) -> list[str]:
+    """Types skops would refuse when loading ``estimator`` (e.g. tree nodes).
+
+    We trained this estimator in this process, so its own types are trusted;
+    anything else a file might contain is still refused at load time.
+    """
+    import skops.io
+
+    return sorted(skops.io.get_untrusted_types(data=skops.io.dumps(estimator)))
+
+
 def log_sklearn_model(
     estimator: Any,
     input_example: pd.DataFrame,
@@ -60,6 +71,7 @@ def log_sklearn_model(
         signature=signature,
         input_example=input_example.head(5),
         pip_requirements=pip_requirements(),
+        skops_trusted_types=trusted_types(estimator) or None,
     )
     if registered_name is None:
         return LoggedModel(info.model_uri, run.info.run_id, None, None)

@@ -15,9 +15,17 @@ from mlfactor.version import mlfactor_version
 # command name -> "module:attribute"; one line per command, in help order.
 COMMANDS: dict[str, str] = {
     "config": "mlfactor.cli.config_cmd:config",
+    "lab": "mlfactor.cli.lab_cmd:lab",
+    "run": "mlfactor.cli.pipeline_cmd:run",
+    "validate": "mlfactor.cli.pipeline_cmd:validate",
     "promote": "mlfactor.cli.registry_cmd:promote",
     "rollback": "mlfactor.cli.registry_cmd:rollback",
     "history": "mlfactor.cli.registry_cmd:history",
+    "build": "mlfactor.cli.release_cmd:build",
+    "release": "mlfactor.cli.release_cmd:release",
+    "releases": "mlfactor.cli.release_cmd:releases",
+    "admin": "mlfactor.cli.admin_cmd:admin",
+    "serve": "mlfactor.cli.serve_cmd:serve",
 }
 
 

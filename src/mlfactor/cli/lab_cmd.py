@@ -1,0 +1,28 @@
+"""``mlfactor lab``: JupyterLab with the project's kernel and the same configuration."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from mlfactor.cli.common import start
+from mlfactor.lab import lab_command
+
+
+@click.command("lab", context_settings={"ignore_unknown_options": True})
+@click.option("--port", type=int, default=8888, show_default=True, help="Port JupyterLab listens on.")
+@click.option("--no-browser", is_flag=True, help="Do not open a browser.")
+@click.argument("jupyter_args", nargs=-1, type=click.UNPROCESSED)
+def lab(port: int, no_browser: bool, jupyter_args: tuple[str, ...]) -> None:
+    """Open JupyterLab on notebooks/ with the configuration the pipeline runner uses.
+
+    The kernel gets the same environment as pipeline kernels (tracking store,
+    .env values), so a notebook behaves the same interactively and scheduled.
+    Extra arguments go to `jupyter lab`.
+    """
+    settings = start()
+    argv, env = lab_command(settings, sys.executable, port=port, open_browser=not no_browser,
+                            extra=jupyter_args)
+    os.execve(argv[0], argv, env)  # replace this process: signals reach JupyterLab directly

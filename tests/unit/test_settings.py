@@ -1,0 +1,117 @@
+"""Settings: the only reader of the environment (factor III)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlfactor.errors import ConfigError, ExitCode
+from mlfactor.settings import VARIABLES, Settings, load_settings, parse_variants, settings_fields
+
+
+def test_defaults_point_at_embedded_sqlite_store(tmp_path: Path) -> None:
+    """With no variables set, the store is an sqlite file and artifacts a folder in the project."""
+    (tmp_path / "pyproject.toml").write_text("[project]\nname='x'\n")
+    settings = load_settings({}, cwd=tmp_path)
+    assert settings.tracking_uri == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert settings.registry_uri == settings.tracking_uri
+    assert settings.artifact_root == str(tmp_path / "mlartifacts")
+    assert settings.resolved_model_uri == "models:/iris-classifier@champion"
+    assert settings.port == 3000
+
+
+def test_project_dir_is_found_above_the_working_directory(tmp_path: Path) -> None:
+    """A command started in a sub-folder still uses the project's store."""
+    (tmp_path / "pyproject.toml").write_text("")
+    sub = tmp_path / "notebooks" / "deep"
+    sub.mkdir(parents=True)
+    assert load_settings({}, cwd=sub).project_dir == tmp_path
+
+
+def test_every_bad_variable_is_reported_at_once(tmp_path: Path) -> None:
+    """Three bad variables give one ConfigError naming all three, with the values and expectations."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings(
+            {"MLFACTOR_LOG_FORMAT": "xml", "PORT": "eighty", "MLFACTOR_GRACE_PERIOD": "-1"}, cwd=tmp_path
+        )
+    error = caught.value
+    assert set(error.problems) == {"MLFACTOR_LOG_FORMAT", "PORT", "MLFACTOR_GRACE_PERIOD"}
+    assert "'xml'" in error.problems["MLFACTOR_LOG_FORMAT"]
+    assert "json, console, auto" in error.problems["MLFACTOR_LOG_FORMAT"]
+    assert "'eighty'" in error.problems["PORT"]
+    assert error.exit_code == ExitCode.CONFIG == 78
+
+
+def test_misspelt_variable_gets_a_did_you_mean_hint(tmp_path: Path) -> None:
+    """An unknown MLFACTOR_ variable is an error that suggests the close name."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"MLFACTOR_LOG_LEVL": "DEBUG"}, cwd=tmp_path)
+    assert "Did you mean 'MLFACTOR_LOG_LEVEL'?" in caught.value.problems["MLFACTOR_LOG_LEVL"]
+
+
+def test_secret_values_are_masked_in_errors(tmp_path: Path) -> None:
+    """A bad value of a secret-looking variable never appears in the error."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"MLFACTOR_API_KEY": "hunter2-secret"}, cwd=tmp_path)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_dump_masks_uri_passwords(tmp_path: Path) -> None:
+    """`mlfactor config` output never shows the password inside a database URI."""
+    settings = load_settings({"MLFLOW_TRACKING_URI": "postgresql://ml:s3cr3tpw@db:5432/mlflow"}, cwd=tmp_path)
+    dumped = settings.dump()
+    assert dumped["MLFLOW_TRACKING_URI"] == "postgresql://ml:***@db:5432/mlflow"
+    assert "s3cr3tpw" not in repr(dumped)
+
+
+def test_bentoml_port_wins_over_port(tmp_path: Path) -> None:
+    """PORT is honoured only when BENTOML_PORT is unset."""
+    assert load_settings({"PORT": "8080"}, cwd=tmp_path).port == 8080
+    assert load_settings({"PORT": "8080", "BENTOML_PORT": "9090"}, cwd=tmp_path).port == 9090
+
+
+def test_dotenv_is_read_and_passed_to_children_but_environment_wins(tmp_path: Path) -> None:
+    """.env values reach child processes explicitly; an exported variable beats the file."""
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / ".env").write_text("MLFACTOR_MODEL_NAME=from-file\nMLFACTOR_MODEL_ALIAS=staging\nEXTRA=1\n")
+    settings = load_settings({"MLFACTOR_MODEL_ALIAS": "from-env"}, cwd=tmp_path)
+    assert settings.model_name == "from-file"
+    assert settings.model_alias == "from-env"
+    assert settings.sources["MLFACTOR_MODEL_NAME"] == ".env"
+    child = settings.child_environment({"MLFACTOR_RUN_ID": "abc"})
+    assert child["EXTRA"] == "1"
+    assert child["MLFLOW_TRACKING_URI"] == settings.tracking_uri
+    assert child["MLFACTOR_RUN_ID"] == "abc"
+
+
+def test_model_uri_overrides_name_and_alias(tmp_path: Path) -> None:
+    """MLFACTOR_MODEL_URI wins over MLFACTOR_MODEL_NAME and MLFACTOR_MODEL_ALIAS."""
+    settings = load_settings(
+        {"MLFACTOR_MODEL_NAME": "a", "MLFACTOR_MODEL_URI": "models:/b/3"}, cwd=tmp_path
+    )
+    assert settings.resolved_model_uri == "models:/b/3"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("", ()), ("champion=90,challenger=10", (("champion", 90), ("challenger", 10))), (" 3 = 1 ", (("3", 1),))],
+    ids=["empty", "two-aliases", "version-with-spaces"],
+)
+def test_parse_variants_accepts_weighted_refs(raw: str, expected: tuple[tuple[str, int], ...]) -> None:
+    """Variant strings parse into (ref, weight) pairs."""
+    assert parse_variants(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["champion", "a=x", "a=1,a=2", "a=0"], ids=["no-weight", "nan", "dup", "zero"])
+def test_parse_variants_rejects_malformed_strings(raw: str) -> None:
+    """Malformed variant strings raise ValueError with the reason."""
+    with pytest.raises(ValueError, match=r"."):
+        parse_variants(raw)
+
+
+def test_every_variable_maps_to_a_settings_field() -> None:
+    """The variable table and the Settings dataclass cannot drift apart."""
+    attrs = {var.attr for var in VARIABLES} - {"bentoml_port", "plain_port"}
+    assert attrs <= set(settings_fields())
+    assert isinstance(load_settings({}), Settings)
