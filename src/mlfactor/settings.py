@@ -39,6 +39,14 @@ class Variable:
     doc: str
     expected: str
     validate: Callable[[Any], Any] | None = None
+    shown_default: str | None = None
+
+    @property
+    def default_text(self) -> str:
+        """The default as the docs show it (computed defaults described in words)."""
+        if self.shown_default is not None:
+            return self.shown_default
+        return "" if self.default in (None, "") else str(self.default)
 
 
 def _variables() -> tuple[Variable, ...]:
@@ -48,15 +56,16 @@ def _variables() -> tuple[Variable, ...]:
     return (
         Variable("MLFLOW_TRACKING_URI", "tracking_uri", "str", None,
                  "Tracking store URI: `sqlite:///path.db`, `postgresql://...`, `http://mlflow:5000`.",
-                 "a URI", None),
+                 "a URI", None, "sqlite:///<project>/mlflow.db"),
         Variable("MLFLOW_REGISTRY_URI", "registry_uri", "str", None,
-                 "Model registry URI, when it differs from the tracking store.", "a URI"),
+                 "Model registry URI, when it differs from the tracking store.", "a URI",
+                 shown_default="MLFLOW_TRACKING_URI"),
         Variable("MLFACTOR_ARTIFACT_ROOT", "artifact_root", "str", None,
                  "Where new experiments store artifacts (a path or `s3://`, `mlflow-artifacts:/` URI).",
-                 "a path or URI"),
+                 "a path or URI", shown_default="<project>/mlartifacts"),
         Variable("MLFACTOR_PROJECT_DIR", "project_dir", "path", None,
                  "Project root; defaults to the nearest folder above the working directory holding pyproject.toml.",
-                 "a folder"),
+                 "a folder", shown_default="nearest folder with pyproject.toml"),
         Variable("MLFACTOR_EXPERIMENT", "experiment", "str", "mlfactor",
                  "Experiment for runs started interactively (pipelines name their own).", "a name"),
         Variable("MLFACTOR_MODEL_NAME", "model_name", "str", "iris-classifier",

@@ -21,7 +21,7 @@ def config(as_json: bool, docs: bool) -> None:
     if docs:
         click.echo("| variable | default | meaning |\n|---|---|---|")
         for var in VARIABLES:
-            default = "" if var.default is None else f"`{var.default}`"
+            default = f"`{var.default_text}`" if var.default_text else ""
             click.echo(f"| `{var.name}` | {default} | {var.doc} |")
         return
     settings = start()
