@@ -9,20 +9,25 @@ do for kernels (its ``sys.argv[0]`` is ipykernel's launcher).
 
 from __future__ import annotations
 
+import math
+import os
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import mlflow
+import requests
+import sqlalchemy
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from sqlalchemy.pool import NullPool
 
-import mlflow
 from mlfactor.errors import BackingServiceError, ConfigError
 from mlfactor.log import event, get_logger
-from mlfactor.masking import mask_uri
+from mlfactor.masking import mask_text, mask_uri
 from mlfactor.settings import Settings
-from mlfactor.version import mlfactor_version
 
 logger = get_logger(__name__)
 
@@ -30,6 +35,14 @@ GIT_COMMIT_TAG = "mlflow.source.git.commit"
 GIT_DIRTY_TAG = "mlfactor.git.dirty"
 GIT_BRANCH_TAG = "mlflow.source.git.branch"
 VERSION_TAG = "mlfactor.version"
+
+_HTTP_MAX_RETRIES = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
+_HTTP_BACKOFF_FACTOR = "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"
+_PROBE_TIMEOUT_S = 5.0
+_DATABASE_HINT = (
+    "Check the user, password and database name in MLFLOW_TRACKING_URI; for the local stack the "
+    "database is created by `make services`."
+)
 
 
 @dataclass(frozen=True)
@@ -77,10 +90,17 @@ def connect(settings: Settings, *, check: bool = True) -> MlflowClient:
     """Point MLflow at the configured stores and return a client; retry while it is unreachable.
 
     Raises BackingServiceError (exit 69) naming the URI, password masked, after
-    ``MLFACTOR_BACKING_RETRIES`` attempts with doubling back-off.
+    ``MLFACTOR_BACKING_RETRIES`` attempts with doubling back-off, and ConfigError
+    (exit 78) when the store answers but refuses the user or database name.
+    For an ``http(s)://`` store it also bounds MLflow's own per-request retries
+    (see :func:`bound_http_retries`), which otherwise last about four minutes.
     """
     if settings.tracking_uri.startswith("sqlite:///"):
         Path(settings.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    bound_http_retries(settings)
+    if check:
+        # Before the client exists: MLflow's SQL store retries a refused database for ~100 s.
+        _retrying(settings, lambda: _probe(settings.tracking_uri))
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.registry_uri)
     client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)
@@ -89,26 +109,67 @@ def connect(settings: Settings, *, check: bool = True) -> MlflowClient:
     return client
 
 
+def http_retry_environment(settings: Settings) -> dict[str, str]:
+    """MLflow's HTTP retry variables derived from mlfactor's back-off settings.
+
+    ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` becomes ``MLFACTOR_BACKING_RETRIES - 1`` and
+    ``MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR`` (an integer for MLflow) the back-off rounded
+    up; values the user set explicitly are kept.
+    """
+    derived = {
+        _HTTP_MAX_RETRIES: str(max(settings.backing_retries - 1, 0)),
+        _HTTP_BACKOFF_FACTOR: str(math.ceil(settings.backing_backoff)),
+    }
+    return {name: settings.environ.get(name, value) for name, value in derived.items()}
+
+
+def bound_http_retries(settings: Settings) -> None:
+    """Apply :func:`http_retry_environment` to this process, where MLflow's REST client reads it."""
+    if settings.tracking_uri.startswith(("http://", "https://")):
+        os.environ.update(http_retry_environment(settings))
+
+
 def ping_store(client: MlflowClient, settings: Settings) -> None:
-    """Check the tracking store answers, retrying with back-off; raise BackingServiceError."""
+    """Check the tracking store answers, retrying with back-off; raise BackingServiceError.
+
+    Each attempt first probes the store without MLflow's own retries (``/health`` of a
+    server, one connection to a database), so the back-off here is the only one.
+    """
+
+    def attempt() -> None:
+        _probe(settings.tracking_uri)
+        client.search_experiments(max_results=1)
+
+    _retrying(settings, attempt)
+
+
+def _retrying(settings: Settings, action: Callable[[], object]) -> None:
+    """Run ``action`` until it succeeds, ``MLFACTOR_BACKING_RETRIES`` times at most, doubling the delay."""
     delay = settings.backing_backoff
     shown = mask_uri(settings.tracking_uri)
     last: Exception | None = None
     for attempt in range(1, settings.backing_retries + 1):
         try:
-            client.search_experiments(max_results=1)
+            action()
             return
+        except _StoreRefusedError as exc:
+            raise ConfigError(
+                {"MLFLOW_TRACKING_URI": f"the store at {shown!r} refused the connection: {exc.reason}"},
+                hint=exc.hint,
+            ) from None
         except MlflowException as exc:
             if _is_config_problem(exc):
                 raise ConfigError(
                     {"MLFLOW_TRACKING_URI": f"the store at {shown!r} refused the connection: {_short(exc)}"},
-                    hint="Check the user, password and database name in the URI.",
+                    hint=_DATABASE_HINT,
                 ) from exc
             last = exc
         except Exception as exc:  # noqa: BLE001 - any transport failure means "unreachable"
             last = exc
         if attempt < settings.backing_retries:
-            event(logger, "backing_service_retry", uri=shown, attempt=attempt, delay_s=delay, error=_short(last))
+            event(
+                logger, "backing_service_retry", uri=shown, attempt=attempt, delay_s=delay, error=_short(last)
+            )
             time.sleep(delay)
             delay *= 2
     raise BackingServiceError(
@@ -116,6 +177,61 @@ def ping_store(client: MlflowClient, settings: Settings) -> None:
         "Start it (for the local stack: `make services`) or point MLFLOW_TRACKING_URI elsewhere.",
         uri=shown,
     ) from last
+
+
+class _StoreRefusedError(Exception):
+    """Raised by a probe when the store answered but will not serve us (a configuration problem)."""
+
+    def __init__(self, reason: str, hint: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.hint = hint
+
+
+def _probe(uri: str) -> None:
+    """One quick, retry-free check that the store at ``uri`` answers."""
+    if uri.startswith(("http://", "https://")):
+        _probe_server(uri)
+    elif "://" in uri and not uri.startswith(("sqlite:", "file:")):
+        _probe_database(uri)
+
+
+def _probe_server(uri: str) -> None:
+    response = requests.get(f"{uri.rstrip('/')}/health", timeout=_PROBE_TIMEOUT_S)
+    if response.status_code in {401, 403}:
+        raise _StoreRefusedError(
+            f"HTTP {response.status_code} {mask_text(response.text.strip()[:200])}",
+            "Check the user and password in the URI, and that the server allows this host name "
+            "(mlflow server --allowed-hosts or MLFLOW_SERVER_ALLOWED_HOSTS).",
+        )
+    response.raise_for_status()
+
+
+def _probe_database(uri: str) -> None:
+    url = sqlalchemy.make_url(uri)
+    postgres = url.get_backend_name() == "postgresql"
+    connect_args = {"connect_timeout": int(_PROBE_TIMEOUT_S)} if postgres else {}
+    engine = sqlalchemy.create_engine(url, poolclass=NullPool, connect_args=connect_args)
+    try:
+        with engine.connect():
+            pass
+    except sqlalchemy.exc.OperationalError as exc:
+        reason = _database_reason(exc)
+        if reason is not None:
+            raise _StoreRefusedError(reason, _DATABASE_HINT) from None
+        raise
+    finally:
+        engine.dispose()
+
+
+def _database_reason(exc: BaseException) -> str | None:
+    """Return the server's own words when it refused the user or database, else None (unreachable)."""
+    text = str(getattr(exc, "orig", None) or exc)
+    for line in text.splitlines():
+        lowered = line.lower()
+        if "fatal:" in lowered or "authentication failed" in lowered or "does not exist" in lowered:
+            return mask_text(line.split("FATAL:", 1)[-1].strip())
+    return None
 
 
 def _short(exc: BaseException | None) -> str:
@@ -127,9 +243,11 @@ def _short(exc: BaseException | None) -> str:
 
 
 def _is_config_problem(exc: MlflowException) -> bool:
-    """True when the store answered but refused us: wrong password or database name."""
+    """Tell whether the store answered but refused us: wrong password, user or database name."""
     text = str(exc).lower()
-    return "authentication failed" in text or ("database" in text and "does not exist" in text)
+    return "authentication failed" in text or (
+        ("database" in text or "role" in text) and "does not exist" in text
+    )
 
 
 def ensure_experiment(client: MlflowClient, name: str, settings: Settings) -> str:
