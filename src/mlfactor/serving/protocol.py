@@ -79,9 +79,11 @@ def decode_json(body: bytes) -> Any:
     if not body.strip():
         raise RequestError(400, "empty request body", ["expected a JSON object, got an empty body"])
     try:
-        return json.loads(body)
+        text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise RequestError(400, "request body is not UTF-8", ["expected UTF-8 encoded JSON"]) from None
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise RequestError(
             400,
@@ -145,7 +147,7 @@ def _positional(rows: list[Any], columns: Sequence[str], where: str) -> list[Row
             400,
             "invalid request",
             [
-                f"'{where}' rows {rows_text(bad)} must be arrays of {len(columns)} values "
+                f"'{where}' {rows_text(bad)} must be arrays of {len(columns)} values "
                 f"({', '.join(columns)}), got {describe(first)}"
             ],
         )

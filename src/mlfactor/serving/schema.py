@@ -113,9 +113,7 @@ class InputSchema:
         for name, (where, sample) in wrong.items():
             field = by_name[name]
             shown = "a value (masked)" if is_secret_name(name) else describe(sample)
-            problems.append(
-                f"field '{name}': expected {field.expected}, got {shown} ({rows_text(where)})"
-            )
+            problems.append(f"field '{name}': expected {field.expected}, got {shown} ({rows_text(where)})")
         for name, where in missing.items():
             problems.append(
                 f"field '{name}' is missing: expected {by_name[name].expected} ({rows_text(where)})"

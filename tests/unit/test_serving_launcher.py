@@ -1,0 +1,43 @@
+"""`mlfactor serve` builds the bentoml serve command from settings alone."""
+
+from __future__ import annotations
+
+from mlfactor.serving.launcher import serve_command, serve_environment
+from mlfactor.serving.lifecycle import service_config
+from mlfactor.settings import load_settings
+
+
+def test_port_host_and_grace_come_from_settings(store_env: dict[str, str]) -> None:
+    """BENTOML_PORT wins over PORT; host and the graceful-shutdown bound are passed on."""
+    settings = load_settings(
+        {**store_env, "PORT": "8080", "BENTOML_PORT": "9000", "MLFACTOR_GRACE_PERIOD": "2.5"}
+    )
+    command, workdir = serve_command(settings)
+    assert command[command.index("--port") + 1] == "9000"
+    assert command[command.index("--host") + 1] == "127.0.0.1"
+    assert command[command.index("--timeout-graceful-shutdown") + 1] == "3"
+    assert "service:MlfactorService" in command
+    assert serve_environment(settings)["BENTOML_PORT"] == "9000"
+
+
+def test_plain_port_is_used_without_bentoml_port(store_env: dict[str, str]) -> None:
+    """PORT is honoured when BENTOML_PORT is unset (the default is 3000)."""
+    assert serve_command(load_settings({**store_env, "PORT": "8081"}))[0].count("8081") == 1
+    assert "3000" in serve_command(load_settings(store_env))[0]
+
+
+def test_a_built_bento_is_served_by_tag(store_env: dict[str, str]) -> None:
+    """--bento serves a Bento from the store instead of the source tree."""
+    command, _ = serve_command(load_settings(store_env), bento="mlfactor:latest")
+    assert command[4] == "mlfactor:latest"
+    assert "--working-dir" not in command
+
+
+def test_service_config_follows_settings(store_env: dict[str, str]) -> None:
+    """Workers and the backstop timeout of the BentoML service come from the environment."""
+    config = service_config(
+        load_settings({**store_env, "MLFACTOR_WORKERS": "3", "MLFACTOR_REQUEST_TIMEOUT": "7"})
+    )
+    assert config["workers"] == 3
+    assert config["traffic"]["timeout"] > 7
+    assert config["logging"]["access"]["enabled"] is False
