@@ -1,0 +1,97 @@
+"""The executed notebook of a step: secrets scrubbed, kept on disk, rendered to HTML, logged to MLflow.
+
+papermill writes the notebook while it runs into a private temporary folder;
+when the step ends (in any way) the runner scrubs every secret value of its
+environment from it, moves it into the output folder and logs it, plus an HTML
+rendering a person can open in the MLflow UI, as artifacts of the step's run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from mlflow.tracking import MlflowClient
+
+from mlfactor.log import event, get_logger
+from mlfactor.masking import mask_text
+
+logger = get_logger(__name__)
+NOTEBOOK_ARTIFACT_DIR = "notebook"
+# nbformat has no type hints; these typed names keep mypy strict elsewhere.
+_read: Callable[..., Any] = nbformat.read
+_writes: Callable[..., str] = nbformat.writes
+_new_markdown_cell: Callable[..., Any] = nbformat.v4.new_markdown_cell
+
+
+def read_notebook(path: Path) -> Any:
+    """Read a notebook file (nbformat v4 NotebookNode)."""
+    return _read(str(path), as_version=4)
+
+
+def write_notebook(path: Path, nb: Any) -> None:
+    """Write a notebook atomically."""
+    write_atomic(path, _writes(nb))
+
+
+def markdown_cell(text: str, tags: list[str]) -> Any:
+    """A new markdown cell with ``tags``."""
+    cell = _new_markdown_cell(text)
+    cell.metadata["tags"] = tags
+    return cell
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """Mask every secret value in ``text``, also in its JSON-escaped form."""
+    values = [s for s in secrets if s and len(s) >= 4]
+    escaped = [json.dumps(s)[1:-1] for s in values]
+    return mask_text(text, [*values, *escaped])
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder, then rename it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def keep_notebook(partial: Path, final: Path, secrets: Iterable[str]) -> Path | None:
+    """Scrub the notebook papermill wrote at ``partial`` into ``final``; None when none was written."""
+    if not partial.is_file():
+        return None
+    write_atomic(final, scrub(partial.read_text(encoding="utf-8"), secrets))
+    partial.unlink(missing_ok=True)
+    return final
+
+
+def render_html(notebook: Path) -> Path | None:
+    """Render ``notebook`` to HTML beside it; None (and a warning event) when rendering fails."""
+    from nbconvert import HTMLExporter
+
+    exporter: Any = HTMLExporter
+    target = notebook.with_suffix(".html")
+    try:
+        body, _ = exporter(template_name="lab").from_notebook_node(read_notebook(notebook))
+        write_atomic(target, body)
+    except Exception as exc:  # noqa: BLE001 - a missing rendering must not fail the step
+        event(logger, "notebook_html_failed", level=30, notebook=str(notebook), error=str(exc)[:300])
+        return None
+    return target
+
+
+def log_notebook(client: MlflowClient, run_id: str, notebook: Path, html: Path | None) -> None:
+    """Log the executed notebook (and its HTML) as artifacts of ``run_id`` under ``notebook/``."""
+    client.log_artifact(run_id, str(notebook), NOTEBOOK_ARTIFACT_DIR)
+    if html is not None:
+        client.log_artifact(run_id, str(html), NOTEBOOK_ARTIFACT_DIR)

@@ -1,0 +1,115 @@
+"""Start a step's kernel with the step's environment, and stop it from outside when needed.
+
+papermill has no ``env`` argument: the kernel inherits the runner's process
+environment. nbclient starts kernels through ``kernel_manager_class``, whose
+``start_kernel(**kw)`` passes ``env`` on to the process launcher, so
+:func:`kernel_manager_class` returns a ``KernelManager`` subclass bound to one
+step's environment (secrets included, never parameters). It records the
+kernel's process group in a :class:`KernelHandle`, so the runner can stop the
+kernel on timeout or SIGTERM (papermill does not forward signals,
+papermill #508): ipykernel runs in its own session, so the group holds the
+kernel and anything it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import psutil
+from jupyter_client.manager import KernelManager
+from jupyter_core.utils import run_sync
+
+
+class KernelHandle:
+    """The process group of one step's kernel, and why it was stopped (if it was)."""
+
+    def __init__(self, step: str) -> None:
+        self.step = step
+        self.pgid: int | None = None
+        self.pid: int | None = None
+        self.stop_reason: str | None = None
+        self._lock = threading.Lock()
+
+    def started(self, pid: int | None, pgid: int | None) -> None:
+        """Record the kernel's process; stop it at once if a stop was requested meanwhile."""
+        with self._lock:
+            self.pid, self.pgid = pid, pgid
+            pending = self.stop_reason
+        if pending is not None:
+            self.signal(signal.SIGKILL)
+
+    def request_stop(self, reason: str, signum: int = signal.SIGTERM) -> None:
+        """Mark the kernel as stopped for ``reason`` (timeout, interrupted) and signal its group."""
+        with self._lock:
+            if self.stop_reason is None:
+                self.stop_reason = reason
+        self.signal(signum)
+
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` to the kernel's process group (no-op when not started or gone)."""
+        pgid = self.pgid
+        if pgid is None or pgid <= 1 or pgid == os.getpgid(0):
+            if self.pid is not None:
+                _quiet_kill(self.pid, signum)
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signum)
+
+    def alive(self) -> bool:
+        """Tell whether a process of the kernel's group still runs (zombies do not count)."""
+        return bool(self.pgid is not None and group_members(self.pgid))
+
+    def stop(self, reason: str, grace: float) -> None:
+        """SIGTERM the kernel's group, then SIGKILL whatever is left after ``grace`` seconds."""
+        self.request_stop(reason, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while self.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self.alive():
+            self.signal(signal.SIGKILL)
+
+
+def group_members(pgid: int) -> list[psutil.Process]:
+    """Live (non-zombie) processes of process group ``pgid``, wherever they were re-parented."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return found
+
+
+def _quiet_kill(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signum)
+
+
+def kernel_manager_class(env: Mapping[str, str], handle: KernelHandle) -> type[KernelManager]:
+    """A KernelManager class that starts its kernel with ``env`` and reports it to ``handle``.
+
+    The kernel's own stdout goes to the runner's stderr, so the runner's stdout
+    stays JSON lines; cell output still reaches the notebook through ipykernel.
+    """
+    kernel_env = dict(env)
+
+    class StepKernelManager(KernelManager):
+        """KernelManager bound to one step's environment."""
+
+        async def _async_start_kernel(self, **kw: Any) -> None:
+            kw["env"] = dict(kernel_env)
+            kw.setdefault("stdout", 2)
+            await super()._async_start_kernel(**kw)
+            provisioner: Any = self.provisioner
+            handle.started(getattr(provisioner, "pid", None), getattr(provisioner, "pgid", None))
+
+        start_kernel = run_sync(_async_start_kernel)
+
+    return StepKernelManager

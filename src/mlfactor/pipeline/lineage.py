@@ -1,0 +1,118 @@
+"""What every pipeline and step run records about where it came from.
+
+MLflow takes the git commit from ``sys.argv[0]``'s repository, which for a
+kernel is ipykernel's launcher, so notebook runs carry no commit (FIELD_NOTES).
+The runner tags each run itself: git commit, branch and dirty flag of the repo
+holding the notebook (or pipeline file), the pipeline file's hash, the
+mlfactor version, and the installed package versions (an artifact).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mlfactor.tracking import VERSION_TAG, git_info
+from mlfactor.version import mlfactor_version
+
+PIPELINE_TAG = "mlfactor.pipeline"
+PIPELINE_HASH_TAG = "mlfactor.pipeline.sha256"
+PIPELINE_PATH_TAG = "mlfactor.pipeline.path"
+PIPELINE_RUN_TAG = "mlfactor.pipeline.run_id"
+STEP_TAG = "mlfactor.step"
+NOTEBOOK_TAG = "mlfactor.notebook"
+NOTEBOOK_HASH_TAG = "mlfactor.notebook.sha256"
+ATTEMPT_TAG = "mlfactor.attempt"
+PACKAGES_HASH_TAG = "mlfactor.packages.sha256"
+STATUS_TAG = "mlfactor.status"
+ERROR_TAG = "mlfactor.error"
+OUTPUT_TAG_PREFIX = "mlfactor.output."
+SWEEP_ID_TAG = "mlfactor.sweep.id"
+SWEEP_INDEX_TAG = "mlfactor.sweep.index"
+PARENT_TAG = "mlflow.parentRunId"
+RUN_NAME_TAG = "mlflow.runName"
+SOURCE_NAME_TAG = "mlflow.source.name"
+SOURCE_TYPE_TAG = "mlflow.source.type"
+PACKAGES_ARTIFACT = "lineage/packages.txt"
+KEY_PACKAGES = ("mlflow", "papermill", "scikit-learn", "pandas", "bentoml", "ipykernel", "nbclient")
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def installed_packages() -> list[str]:
+    """``name==version`` of every installed distribution, sorted and de-duplicated."""
+    found: dict[str, str] = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            found.setdefault(name.lower(), f"{name}=={dist.version}")
+    return [found[k] for k in sorted(found)]
+
+
+def packages_text(packages: list[str]) -> str:
+    """The packages artifact's content."""
+    return "\n".join(packages) + "\n"
+
+
+def package_tags(packages: list[str]) -> dict[str, str]:
+    """Tags naming the key package versions and a hash of the whole list."""
+    versions = dict(p.split("==", 1) for p in packages if "==" in p)
+    lowered = {k.lower(): v for k, v in versions.items()}
+    tags = {f"mlfactor.package.{name}": lowered[name] for name in KEY_PACKAGES if name in lowered}
+    tags[PACKAGES_HASH_TAG] = hashlib.sha256(packages_text(packages).encode()).hexdigest()
+    return tags
+
+
+def relative(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` when inside it, else absolute."""
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def pipeline_tags(name: str, path: Path, sha256: str, project_dir: Path) -> dict[str, str]:
+    """Tags of a pipeline's parent run."""
+    tags = {
+        PIPELINE_TAG: name,
+        PIPELINE_HASH_TAG: sha256,
+        PIPELINE_PATH_TAG: relative(path, project_dir),
+        VERSION_TAG: mlfactor_version(),
+        SOURCE_NAME_TAG: relative(path, project_dir),
+        SOURCE_TYPE_TAG: "JOB",
+    }
+    tags.update(git_info(path).tags())
+    return tags
+
+
+def step_tags(step: str, notebook: Path, project_dir: Path, attempt: int) -> dict[str, str]:
+    """Tags of a step's run: the notebook, its hash and the git state of the repo holding it."""
+    tags = {
+        STEP_TAG: step,
+        NOTEBOOK_TAG: relative(notebook, project_dir),
+        NOTEBOOK_HASH_TAG: file_sha256(notebook),
+        ATTEMPT_TAG: str(attempt),
+        VERSION_TAG: mlfactor_version(),
+        SOURCE_NAME_TAG: relative(notebook, project_dir),
+        SOURCE_TYPE_TAG: "NOTEBOOK",
+    }
+    tags.update(git_info(notebook).tags())
+    return tags
+
+
+def param_value(value: Any) -> str:
+    """A parameter as ``mlflow.log_param`` stores it (``str(value)``), so a notebook may log it again."""
+    return str(value)[:6000]
+
+
+def flatten_parameters(parameters: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """``{"train.C": "1.0", ...}`` for a pipeline's parent run."""
+    return {
+        f"{step}.{name}": param_value(v) for step, values in parameters.items() for name, v in values.items()
+    }

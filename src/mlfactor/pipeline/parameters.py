@@ -1,0 +1,269 @@
+"""Notebook parameters: safe names, JSON-compatible values, checked against the ``parameters`` cell.
+
+papermill injects parameters as Python source and stores them in the executed
+notebook's metadata, and only *warns* about unknown names or a missing
+``parameters`` cell (FIELD_NOTES). mlfactor is stricter, before any kernel
+starts: names must be identifiers that do not look like secrets, values must
+be JSON-compatible (no tuple, bytes, set, date), every name must be declared
+by the notebook, and the value's type must fit the declared default.
+
+Values may reference a previous step's outputs: ``${steps.train.outputs.model_version}``.
+"""
+
+from __future__ import annotations
+
+import ast
+import keyword
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlfactor.masking import is_secret_name
+from mlfactor.names import did_you_mean
+from mlfactor.pipeline.artifacts import read_notebook
+
+PARAMETERS_TAG = "parameters"
+REFERENCE = re.compile(
+    r"\$\{\s*steps\.(?P<step>[A-Za-z_][A-Za-z0-9_-]*)\.outputs\.(?P<output>[A-Za-z_]\w*)\s*\}"
+)
+_TYPES: dict[type, str] = {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "dict"}
+
+
+@dataclass(frozen=True)
+class DeclaredParameter:
+    """A parameter declared in a notebook's ``parameters`` cell."""
+
+    name: str
+    type_name: str | None
+    default: str
+
+
+@dataclass(frozen=True)
+class NotebookParameters:
+    """What a notebook declares: its kernel and its parameters (empty when it has no parameters cell)."""
+
+    path: Path
+    kernel_name: str
+    has_parameters_cell: bool
+    declared: Mapping[str, DeclaredParameter]
+
+
+def secret_name_problem(name: str, where: str) -> str:
+    """The message refusing a secret-looking parameter name, saying how to pass the secret instead."""
+    return (
+        f"{where}: parameter {name!r} looks like a secret. papermill writes parameters into the executed "
+        "notebook (twice), so secrets must never be parameters: put the value in the environment "
+        f"(e.g. export {name.upper()}=... or a Kubernetes Secret) and read it in the notebook with "
+        f"ctx.secret({name.upper()!r})."
+    )
+
+
+def name_problems(name: Any, where: str) -> list[str]:
+    """Problems with a parameter name: not a Python identifier, a keyword, or secret-looking."""
+    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+        return [f"{where}: parameter name {name!r} is not a Python identifier; use letters, digits and '_'."]
+    if is_secret_name(name):
+        return [secret_name_problem(name, where)]
+    return []
+
+
+def value_problems(value: Any, where: str) -> list[str]:
+    """Problems making ``value`` unsafe to inject: anything not JSON-compatible, found recursively."""
+    if value is None or isinstance(value, bool | int | str):
+        return []
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [f"{where}: {value!r} is not a finite number."]
+    if isinstance(value, list):
+        return [p for i, item in enumerate(value) for p in value_problems(item, f"{where}[{i}]")]
+    if isinstance(value, dict):
+        problems = []
+        for key, item in value.items():
+            if not isinstance(key, str):
+                problems.append(f"{where}: key {key!r} is a {type(key).__name__}; JSON keys must be strings.")
+            problems.extend(value_problems(item, f"{where}.{key}"))
+        return problems
+    kind = type(value).__name__
+    hint = {
+        "tuple": "use a list",
+        "bytes": "pass a string (e.g. base64) or a file path",
+        "set": "use a list",
+        "frozenset": "use a list",
+        "date": "quote it to pass a string",
+        "datetime": "quote it to pass a string",
+    }.get(kind, "")
+    return [
+        f"{where}: a {kind} value is not JSON-compatible and papermill would inject it as code; "
+        f"expected a string, number, bool, null, list or mapping{'; ' + hint if hint else ''}."
+    ]
+
+
+def find_parameters_cells(nb: Any) -> list[int]:
+    """Indexes of the cells tagged ``parameters``."""
+    return [
+        i for i, cell in enumerate(nb.cells) if PARAMETERS_TAG in cell.get("metadata", {}).get("tags", [])
+    ]
+
+
+def inspect_parameters(path: Path) -> NotebookParameters:
+    """Read the notebook's declared parameters (no kernel is started)."""
+    from papermill.translators import papermill_translators
+
+    nb = read_notebook(path)
+    kernel = nb.metadata.get("kernelspec", {}).get("name") or "python3"
+    language = (
+        nb.metadata.get("kernelspec", {}).get("language")
+        or nb.metadata.get("language_info", {}).get("name")
+        or "python"
+    )
+    cells = find_parameters_cells(nb)
+    declared: dict[str, DeclaredParameter] = {}
+    if cells:
+        translator = papermill_translators.find_translator(kernel, language)
+        for param in translator.inspect(nb.cells[cells[0]]):
+            type_name = None if param.inferred_type_name in ("None", "") else param.inferred_type_name
+            declared[param.name] = DeclaredParameter(
+                param.name, type_name or _literal_type(param.default), param.default
+            )
+    return NotebookParameters(
+        path=path, kernel_name=kernel, has_parameters_cell=bool(cells), declared=declared
+    )
+
+
+def _literal_type(source: str) -> str | None:
+    try:
+        value = ast.literal_eval(source)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+    if value is None:
+        return None
+    return _TYPES.get(type(value))
+
+
+def _fits(value: Any, type_name: str) -> bool:
+    expected = type_name.split("[", maxsplit=1)[0].strip().lower()
+    if expected in ("optional", "any", "object", "union"):
+        return True
+    if value is None:
+        return True
+    checks: dict[str, tuple[type, ...]] = {
+        "bool": (bool,),
+        "int": (int,),
+        "float": (int, float),
+        "str": (str,),
+        "list": (list,),
+        "dict": (dict,),
+    }
+    allowed = checks.get(expected)
+    if allowed is None:
+        return True
+    if isinstance(value, bool) and bool not in allowed:
+        return False
+    return isinstance(value, allowed)
+
+
+def has_reference(value: Any) -> bool:
+    """True when ``value`` (or anything inside it) references a step output."""
+    if isinstance(value, str):
+        return REFERENCE.search(value) is not None
+    if isinstance(value, list):
+        return any(has_reference(v) for v in value)
+    if isinstance(value, dict):
+        return any(has_reference(v) for v in value.values())
+    return False
+
+
+def references(value: Any) -> list[tuple[str, str]]:
+    """Every ``(step, output)`` referenced inside ``value``."""
+    if isinstance(value, str):
+        return [(m["step"], m["output"]) for m in REFERENCE.finditer(value)]
+    if isinstance(value, list):
+        return [r for v in value for r in references(v)]
+    if isinstance(value, dict):
+        return [r for v in value.values() for r in references(v)]
+    return []
+
+
+def resolve_references(value: Any, outputs: Mapping[str, Mapping[str, Any]]) -> Any:
+    """Replace references with recorded outputs; a whole-string reference keeps the output's type.
+
+    Raises KeyError((step, output)) when an output was not recorded.
+    """
+    if isinstance(value, str):
+        whole = REFERENCE.fullmatch(value.strip())
+        if whole:
+            return _lookup(outputs, whole["step"], whole["output"])
+        return REFERENCE.sub(lambda m: str(_lookup(outputs, m["step"], m["output"])), value)
+    if isinstance(value, list):
+        return [resolve_references(v, outputs) for v in value]
+    if isinstance(value, dict):
+        return {k: resolve_references(v, outputs) for k, v in value.items()}
+    return value
+
+
+def _lookup(outputs: Mapping[str, Mapping[str, Any]], step: str, output: str) -> Any:
+    try:
+        return outputs[step][output]
+    except KeyError:
+        raise KeyError((step, output)) from None
+
+
+def check_parameters(
+    given: Mapping[str, Any],
+    notebook: NotebookParameters,
+    where: str,
+    *,
+    sources: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Every problem with ``given`` parameters for ``notebook``: names, values, declaration and type."""
+    problems: list[str] = []
+    if given and not notebook.has_parameters_cell:
+        problems.append(
+            f"{where}: notebook {notebook.path.name} has no cell tagged 'parameters', so it cannot take "
+            f"{', '.join(sorted(given))}. Tag the cell holding the defaults with 'parameters' "
+            "(JupyterLab: property inspector > Cell tags)."
+        )
+    for name, value in given.items():
+        origin = f" (from {sources[name]})" if sources and name in sources else ""
+        spot = f"{where}{origin}"
+        bad_name = name_problems(name, spot)
+        problems.extend(bad_name)
+        problems.extend(value_problems(value, f"{spot}: parameter {name!r}"))
+        if bad_name or not notebook.has_parameters_cell:
+            continue
+        declared = notebook.declared.get(name)
+        if declared is None:
+            known = ", ".join(sorted(notebook.declared)) or "none"
+            problems.append(
+                f"{spot}: notebook {notebook.path.name} has no parameter {name!r}."
+                f"{did_you_mean(name, notebook.declared)} Its parameters: {known}."
+            )
+            continue
+        if declared.type_name and not has_reference(value) and not _fits(value, declared.type_name):
+            problems.append(
+                f"{spot}: parameter {name!r} got {value!r} ({type(value).__name__}); the notebook's default "
+                f"{declared.default} expects {declared.type_name}."
+            )
+    return problems
+
+
+def parse_override(text: str) -> tuple[str | None, str, Any]:
+    """Parse ``-p step.name=value`` (or ``name=value`` for a pipeline parameter); the value is YAML.
+
+    Raises ValueError with a message when the text has no ``=``.
+    """
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(
+            f"-p {text!r}: expected STEP.NAME=VALUE (or NAME=VALUE for every step), e.g. train.C=0.5"
+        )
+    step, dot, name = key.strip().rpartition(".")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return (step if dot else None), name, value

@@ -1,0 +1,375 @@
+"""Run a planned pipeline: one parent MLflow run, steps scheduled over the graph, signals handled.
+
+Steps whose prerequisites are done start at once, up to ``max_parallel`` at a
+time, each in a worker thread driving its own kernel. The main thread watches
+them: it stops a kernel whose step passed its ``timeout``, and on SIGTERM or
+SIGINT it stops every running kernel itself (papermill does not forward
+signals), lets each step keep its partial notebook and end its run KILLED, and
+returns an interrupted result (exit 143 or 130). After a failure no new step
+starts; steps already running finish. The result carries the summary the CLI
+prints as its final JSON line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from mlfactor.errors import ExitCode, InterruptedRunError, MlfactorError, StepFailedError
+from mlfactor.log import bind, event, get_logger
+from mlfactor.masking import secret_values
+from mlfactor.pipeline import lineage
+from mlfactor.pipeline.artifacts import write_atomic
+from mlfactor.pipeline.kernel import KernelHandle
+from mlfactor.pipeline.parameters import resolve_references
+from mlfactor.pipeline.plan import Plan
+from mlfactor.pipeline.progress import NullProgress, Progress
+from mlfactor.pipeline.step import StepContext, StepResult, run_step
+from mlfactor.settings import Settings
+from mlfactor.tracking import connect, ensure_experiment
+
+logger = get_logger(__name__)
+STOP_GRACE_S = 3.0
+NOT_STARTED = "NOT_STARTED"
+
+
+@dataclass
+class PipelineResult:
+    """How a pipeline run ended, step by step."""
+
+    pipeline: str
+    run_id: str
+    experiment_id: str
+    status: str
+    steps: dict[str, StepResult]
+    output_dir: Path
+    duration_s: float = 0.0
+    error: MlfactorError | None = None
+    metric: dict[str, Any] | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        """0, or the exit code of the error that ended the run."""
+        return int(self.error.exit_code) if self.error is not None else int(ExitCode.OK)
+
+    @property
+    def outputs(self) -> dict[str, dict[str, Any]]:
+        """Outputs recorded by each step."""
+        return {name: dict(r.outputs) for name, r in self.steps.items() if r.outputs}
+
+    def summary(self) -> dict[str, Any]:
+        """The final JSON line of ``mlfactor run``."""
+        data: dict[str, Any] = {
+            "pipeline": self.pipeline,
+            "run_id": self.run_id,
+            "experiment_id": self.experiment_id,
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "duration_s": round(self.duration_s, 3),
+            "steps": {name: r.summary() for name, r in self.steps.items()},
+            "outputs": self.outputs,
+            "output_dir": str(self.output_dir),
+        }
+        if self.metric is not None:
+            data["metric"] = self.metric
+        if self.tags:
+            data["tags"] = self.tags
+        if self.error is not None:
+            data["error"] = str(self.error)
+        return data
+
+
+class _Signals:
+    """SIGINT/SIGTERM handling for the duration of a run (main thread only)."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.event = threading.Event()
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.received is None:
+            self.received = signum
+        self.event.set()
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[_Signals]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def run_pipeline(
+    plan: Plan,
+    settings: Settings,
+    *,
+    max_parallel: int | None = None,
+    output_dir: Path | None = None,
+    progress: Progress | None = None,
+    tags: Mapping[str, str] | None = None,
+    client: MlflowClient | None = None,
+) -> PipelineResult:
+    """Run every step of ``plan``; return the result (notebook failures do not raise)."""
+    spec = plan.spec
+    client = client or connect(settings)
+    experiment_id = ensure_experiment(client, spec.experiment, settings)
+    run_tags = {**lineage.pipeline_tags(spec.name, spec.path, spec.sha256, spec.project_dir), **(tags or {})}
+    packages = lineage.installed_packages()
+    run_tags.update(lineage.package_tags(packages))
+    parent = client.create_run(experiment_id, tags=run_tags, run_name=spec.name)
+    run_id = parent.info.run_id
+    out = (output_dir or settings.project_dir / "output" / "pipelines" / spec.name) / run_id
+    out.mkdir(parents=True, exist_ok=True)
+    packages_file = out / "packages.txt"
+    write_atomic(packages_file, lineage.packages_text(packages))
+    params = lineage.flatten_parameters(plan.parameters)
+    client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
+    client.log_artifact(run_id, str(packages_file), "lineage")
+    client.log_artifact(run_id, str(spec.path), "lineage")
+    with bind(pipeline=spec.name, pipeline_run_id=run_id):
+        event(
+            logger,
+            "pipeline_started",
+            run_id=run_id,
+            experiment=spec.experiment,
+            steps=spec.step_names,
+            file=spec.relative_path,
+            output_dir=str(out),
+        )
+        scheduler = _Scheduler(
+            plan,
+            settings,
+            client,
+            experiment_id,
+            run_id,
+            out,
+            packages_file,
+            lineage.package_tags(packages),
+            progress or NullProgress(),
+            max(1, max_parallel or settings.max_parallel),
+        )
+        started = time.monotonic()
+        try:
+            with _Signals().installed() as signals:
+                scheduler.run(signals)
+        finally:
+            (progress or NullProgress()).close()
+        result = scheduler.result(time.monotonic() - started, dict(tags or {}))
+        _record_outcome(client, plan, result)
+        event(
+            logger,
+            "pipeline_finished",
+            level=20 if result.error is None else 40,
+            status=result.status,
+            exit_code=result.exit_code,
+            duration_s=round(result.duration_s, 3),
+            steps={n: r.status for n, r in result.steps.items()},
+        )
+    return result
+
+
+class _Scheduler:
+    """Start ready steps on worker threads and watch them from the main thread."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        settings: Settings,
+        client: MlflowClient,
+        experiment_id: str,
+        run_id: str,
+        out: Path,
+        packages_file: Path,
+        packages_tags: Mapping[str, str],
+        progress: Progress,
+        max_parallel: int,
+    ) -> None:
+        self.plan, self.settings, self.client = plan, settings, client
+        self.experiment_id, self.run_id, self.out = experiment_id, run_id, out
+        self.packages_file, self.packages_tags, self.progress = packages_file, dict(packages_tags), progress
+        self.max_parallel = max_parallel
+        self.secrets = secret_values(settings.environ)
+        self.results: dict[str, StepResult] = {}
+        self.kernels: dict[str, tuple[KernelHandle, float]] = {}
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.signum = 15
+        self.failed = False
+
+    def _on_kernel(self, step: str) -> Callable[[KernelHandle | None], None]:
+        def record(handle: KernelHandle | None) -> None:
+            with self.lock:
+                if handle is None:
+                    self.kernels.pop(step, None)
+                else:
+                    self.kernels[step] = (handle, time.monotonic())
+            if handle is not None and self.stopping.is_set():
+                handle.request_stop("interrupted")
+
+        return record
+
+    def _context(self, name: str, parameters: Mapping[str, Any]) -> StepContext:
+        return StepContext(
+            step=self.plan.spec.step(name),
+            parameters=parameters,
+            kernel_name=self.plan.notebooks[name].kernel_name,
+            settings=self.settings,
+            client=self.client,
+            experiment_id=self.experiment_id,
+            parent_run_id=self.run_id,
+            output_dir=self.out,
+            secrets=self.secrets,
+            packages_file=self.packages_file,
+            packages_tags=self.packages_tags,
+            progress=self.progress,
+            on_kernel=self._on_kernel(name),
+            stopping=self.stopping,
+            signal_number=lambda: self.signum,
+        )
+
+    def _resolve(self, name: str) -> Mapping[str, Any] | None:
+        outputs = {n: r.outputs for n, r in self.results.items()}
+        try:
+            return dict(resolve_references(dict(self.plan.parameters[name]), outputs))
+        except KeyError as exc:
+            ref_step, output = exc.args[0]
+            recorded = ", ".join(sorted(outputs.get(ref_step, {}))) or "nothing"
+            error = StepFailedError(
+                f"step {name!r} takes ${{steps.{ref_step}.outputs.{output}}}, but step {ref_step!r} recorded "
+                f"{recorded}. Record it in that notebook with "
+                f"mlfactor.notebook.record_output({output!r}, value).",
+                step=name,
+            )
+            event(
+                logger,
+                "step_finished",
+                level=40,
+                step=name,
+                status="FAILED",
+                error="StepFailedError",
+                message=str(error),
+                exit_code=int(error.exit_code),
+            )
+            self.results[name] = StepResult(name, "FAILED", error=error)
+            self.failed = True
+            return None
+
+    def run(self, signals: _Signals) -> None:
+        graph = self.plan.graph
+        running: dict[Future[StepResult], str] = {}
+        with ThreadPoolExecutor(max_workers=self.max_parallel, thread_name_prefix="mlfactor-step") as pool:
+            while True:
+                if signals.received is not None and not self.stopping.is_set():
+                    self._interrupt(signals.received)
+                if not self.stopping.is_set() and not self.failed:
+                    done = [n for n, r in self.results.items() if r.error is None]
+                    begun = set(self.results) | set(running.values())
+                    for name in graph.ready(done, begun):
+                        if len(running) >= self.max_parallel:
+                            break
+                        parameters = self._resolve(name)
+                        if parameters is not None:
+                            running[pool.submit(run_step, self._context(name, parameters))] = name
+                if not running:
+                    break
+                finished, _ = wait(list(running), timeout=0.1, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    name = running.pop(future)
+                    result = future.result()
+                    self.results[name] = result
+                    if result.error is not None:
+                        self.failed = True
+                self._enforce_timeouts()
+
+    def _interrupt(self, signum: int) -> None:
+        self.signum = signum
+        self.stopping.set()
+        event(logger, "pipeline_interrupted", level=30, signal=signal.Signals(signum).name)
+        with self.lock:
+            handles = [h for h, _ in self.kernels.values()]
+        for handle in handles:
+            threading.Thread(target=handle.stop, args=("interrupted", STOP_GRACE_S), daemon=True).start()
+
+    def _enforce_timeouts(self) -> None:
+        now = time.monotonic()
+        with self.lock:
+            kernels = list(self.kernels.items())
+        for name, (handle, since) in kernels:
+            timeout = self.plan.spec.step(name).timeout
+            if timeout is not None and now - since > timeout and handle.stop_reason is None:
+                event(logger, "step_timeout", level=40, step=name, timeout_s=timeout)
+                handle.request_stop("timeout")
+                threading.Thread(target=handle.stop, args=("timeout", STOP_GRACE_S), daemon=True).start()
+
+    def result(self, duration: float, tags: dict[str, str]) -> PipelineResult:
+        steps: dict[str, StepResult] = {}
+        for name in self.plan.spec.step_names:
+            steps[name] = self.results.get(name) or StepResult(name, NOT_STARTED)
+        error: MlfactorError | None = None
+        if self.stopping.is_set():
+            name = signal.Signals(self.signum).name
+            error = InterruptedRunError(
+                f"pipeline {self.plan.spec.name!r} was stopped by {name}; running "
+                "kernels were shut down and their partial notebooks kept.",
+                signal_number=self.signum,
+            )
+            status = "KILLED"
+        else:
+            failures = [r.error for r in steps.values() if r.error is not None]
+            error = failures[0] if failures else None
+            status = "FAILED" if error is not None else "FINISHED"
+        return PipelineResult(
+            self.plan.spec.name,
+            self.run_id,
+            self.experiment_id,
+            status,
+            steps,
+            self.out,
+            duration,
+            error,
+            tags=tags,
+        )
+
+
+def _record_outcome(client: MlflowClient, plan: Plan, result: PipelineResult) -> None:
+    """Copy the ranking metric and outputs to the parent run, log the summary, end the run."""
+    metric = plan.spec.metric
+    try:
+        if metric is not None and result.error is None:
+            step = result.steps.get(metric.step)
+            if step is not None and step.run_id is not None:
+                value = client.get_run(step.run_id).data.metrics.get(metric.name)
+                if value is not None:
+                    key = f"{metric.step}.{metric.name}"
+                    client.log_batch(result.run_id, metrics=[Metric(key, value, int(time.time() * 1000), 0)])
+                    result.metric = {"name": key, "value": value, "goal": metric.goal}
+        tags = [RunTag(lineage.STATUS_TAG, result.status)]
+        tags += [
+            RunTag(f"{lineage.OUTPUT_TAG_PREFIX}{s}.{k}", str(v)[:5000])
+            for s, values in result.outputs.items()
+            for k, v in values.items()
+        ]
+        if result.error is not None:
+            tags.append(RunTag(lineage.ERROR_TAG, str(result.error)[:5000]))
+        client.log_batch(result.run_id, tags=tags)
+        client.log_dict(result.run_id, result.summary(), "summary.json")
+    except Exception as exc:  # noqa: BLE001 - the run must still be ended
+        event(logger, "pipeline_record_failed", level=40, error=str(exc)[:300])
+    client.set_terminated(result.run_id, result.status)

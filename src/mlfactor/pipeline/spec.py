@@ -1,0 +1,311 @@
+"""Load a pipeline file (``pipelines/*.yaml``) into a checked :class:`PipelineSpec`.
+
+The file's structure is validated here, every problem collected and raised
+once as a :class:`~mlfactor.errors.ValidationError` with "did you mean"
+hints for misspelt keys. Notebook parameters and the step graph are checked
+by :mod:`mlfactor.pipeline.plan`, which calls this first.
+
+The smallest file that works::
+
+    name: train
+    experiment: demo
+    steps:
+      - name: train
+        notebook: notebooks/01-train.ipynb
+        parameters: {C: 1.0}
+      - name: evaluate
+        notebook: notebooks/02-evaluate.ipynb
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlfactor.errors import NotFoundError, ValidationError
+from mlfactor.names import did_you_mean
+from mlfactor.settings import find_project_dir
+
+PIPELINE_KEYS = ("name", "experiment", "description", "parameters", "metric", "steps")
+STEP_KEYS = ("name", "notebook", "description", "parameters", "depends_on", "timeout", "retries")
+METRIC_KEYS = ("step", "name", "goal")
+GOALS = ("max", "min")
+NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+_DURATION = re.compile(r"^\s*(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>s|m|h)?\s*$")
+_UNITS = {None: 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """One step: a notebook run with parameters, after the steps it depends on."""
+
+    name: str
+    notebook: Path
+    notebook_ref: str
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    depends_on: tuple[str, ...] = ()
+    timeout: float | None = None
+    retries: int = 0
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """The metric that ranks runs of a pipeline (sweeps): ``step``'s ``name``, maximised or minimised."""
+
+    step: str
+    name: str
+    goal: str = "max"
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """A validated pipeline file."""
+
+    name: str
+    experiment: str
+    path: Path
+    project_dir: Path
+    sha256: str
+    steps: tuple[StepSpec, ...]
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    metric: MetricSpec | None = None
+    explicit_dependencies: bool = False
+
+    def step(self, name: str) -> StepSpec:
+        """The step called ``name``."""
+        for step in self.steps:
+            if step.name == name:
+                return step
+        raise KeyError(name)
+
+    @property
+    def step_names(self) -> list[str]:
+        """Step names in file order."""
+        return [step.name for step in self.steps]
+
+    @property
+    def relative_path(self) -> str:
+        """The file's path relative to the project root (absolute when outside it)."""
+        try:
+            return str(self.path.relative_to(self.project_dir))
+        except ValueError:
+            return str(self.path)
+
+
+def parse_duration(value: Any) -> float:
+    """Parse ``90``, ``"90s"``, ``"10m"`` or ``"1.5h"`` into seconds; ValueError otherwise."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(value)
+        seconds = float(match["number"]) * _UNITS[match["unit"]]
+    if seconds <= 0:
+        raise ValueError(value)
+    return seconds
+
+
+def read_pipeline_file(path: Path) -> tuple[Any, bytes]:
+    """Read and parse the YAML of a pipeline file; NotFoundError or ValidationError on failure."""
+    if not path.is_file():
+        hint = ""
+        if path.parent.is_dir():
+            hint = did_you_mean(path.name, [p.name for p in path.parent.glob("*.y*ml")])
+        raise NotFoundError(f"pipeline file {str(path)!r} does not exist.{hint}")
+    raw = path.read_bytes()
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ValidationError(f"pipeline {path}", [f"not valid YAML{where}: {reason}"]) from exc
+    return data, raw
+
+
+def _unknown_keys(data: Mapping[Any, Any], allowed: tuple[str, ...], where: str) -> list[str]:
+    problems = []
+    for key in data:
+        if key not in allowed:
+            problems.append(
+                f"{where}: unknown key {key!r}.{did_you_mean(str(key), allowed)} "
+                f"Allowed keys: {', '.join(allowed)}."
+            )
+    return problems
+
+
+def _check_name(value: Any, where: str) -> str | None:
+    if not isinstance(value, str) or not NAME_PATTERN.match(value):
+        return (
+            f"{where}: got {value!r}; expected a name of letters, digits, '_' or '-' "
+            "starting with a letter or '_'."
+        )
+    return None
+
+
+def _resolve_notebook(ref: str, project_dir: Path) -> Path:
+    path = Path(ref).expanduser()
+    return path if path.is_absolute() else (project_dir / path)
+
+
+def _notebook_problem(ref: Any, path: Path | None, where: str, project_dir: Path) -> str | None:
+    if not isinstance(ref, str) or not ref.strip():
+        return f"{where}.notebook: got {ref!r}; expected the path of an .ipynb file."
+    if path is None:
+        return f"{where}.notebook: got {ref!r}; expected the path of an .ipynb file."
+    if path.suffix != ".ipynb":
+        return f"{where}.notebook: {ref!r} is not a notebook; expected a path ending in .ipynb."
+    if not path.is_file():
+        near = [
+            str(p.relative_to(project_dir))
+            for p in (path.parent.glob("*.ipynb") if path.parent.is_dir() else [])
+        ]
+        return (
+            f"{where}.notebook: {ref!r} does not exist (looked for {path}).{did_you_mean(ref, near)} "
+            "Paths are relative to the project root (the folder holding pyproject.toml)."
+        )
+    return None
+
+
+def _step(raw: Any, index: int, project_dir: Path, problems: list[str]) -> StepSpec | None:
+    where = f"steps[{index}]"
+    if not isinstance(raw, Mapping):
+        problems.append(f"{where}: got {raw!r}; expected a mapping with at least name and notebook.")
+        return None
+    name = raw.get("name")
+    if isinstance(name, str) and name:
+        where = f"step {name!r}"
+    problems.extend(_unknown_keys(raw, STEP_KEYS, where))
+    if "name" not in raw:
+        problems.append(f"{where}: missing key 'name'.")
+    elif (bad := _check_name(name, f"{where}.name")) is not None:
+        problems.append(bad)
+    ref = raw.get("notebook")
+    path = _resolve_notebook(ref, project_dir) if isinstance(ref, str) and ref.strip() else None
+    if "notebook" not in raw:
+        problems.append(f"{where}: missing key 'notebook' (the path of the step's .ipynb).")
+    elif (bad := _notebook_problem(ref, path, where, project_dir)) is not None:
+        problems.append(bad)
+    parameters = raw.get("parameters") or {}
+    if not isinstance(parameters, Mapping):
+        problems.append(f"{where}.parameters: got {parameters!r}; expected a mapping of name: value.")
+        parameters = {}
+    depends = raw.get("depends_on") or []
+    if isinstance(depends, str):
+        depends = [depends]
+    if not isinstance(depends, list) or not all(isinstance(d, str) for d in depends):
+        problems.append(f"{where}.depends_on: got {depends!r}; expected a list of step names.")
+        depends = []
+    timeout = None
+    if raw.get("timeout") is not None:
+        try:
+            timeout = parse_duration(raw["timeout"])
+        except ValueError:
+            problems.append(
+                f"{where}.timeout: got {raw['timeout']!r}; expected seconds > 0 (e.g. 600) or a duration "
+                "like '90s', '10m', '2h'."
+            )
+    retries = raw.get("retries", 0)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        problems.append(f"{where}.retries: got {retries!r}; expected a whole number >= 0.")
+        retries = 0
+    if not isinstance(name, str) or path is None:
+        return None
+    return StepSpec(
+        name=name,
+        notebook=path.resolve() if path.exists() else path,
+        notebook_ref=str(ref),
+        parameters=dict(parameters),
+        depends_on=tuple(depends),
+        timeout=timeout,
+        retries=retries,
+    )
+
+
+def _metric(raw: Any, problems: list[str]) -> MetricSpec | None:
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        head, _, tail = raw.partition(".")
+        raw = {"step": head, "name": tail}
+    if not isinstance(raw, Mapping):
+        problems.append(f"metric: got {raw!r}; expected a mapping with step, name and goal (max or min).")
+        return None
+    problems.extend(_unknown_keys(raw, METRIC_KEYS, "metric"))
+    goal = raw.get("goal", "max")
+    if goal not in GOALS:
+        problems.append(f"metric.goal: got {goal!r}; expected one of {', '.join(GOALS)}.")
+    step, metric_name = raw.get("step"), raw.get("name")
+    if not isinstance(step, str) or not step or not isinstance(metric_name, str) or not metric_name:
+        problems.append(
+            f"metric: got {dict(raw)!r}; expected step and name, e.g. {{step: train, name: accuracy}}."
+        )
+        return None
+    return MetricSpec(step=step, name=metric_name, goal=str(goal))
+
+
+def load_pipeline(path: Path, *, project_dir: Path | None = None) -> PipelineSpec:
+    """Read ``path`` and check its structure; one ValidationError lists every problem found."""
+    path = path.expanduser().resolve()
+    data, raw = read_pipeline_file(path)
+    root = project_dir or find_project_dir(path.parent)
+    subject = f"pipeline {path}"
+    if not isinstance(data, Mapping):
+        raise ValidationError(
+            subject, [f"got {type(data).__name__}; expected a mapping with name and steps."]
+        )
+    problems = _unknown_keys(data, PIPELINE_KEYS, "pipeline")
+    name = data.get("name", path.stem)
+    if (bad := _check_name(name, "name")) is not None:
+        problems.append(bad)
+    experiment = data.get("experiment", name)
+    if not isinstance(experiment, str) or not experiment.strip():
+        problems.append(f"experiment: got {experiment!r}; expected an MLflow experiment name.")
+    parameters = data.get("parameters") or {}
+    if not isinstance(parameters, Mapping):
+        problems.append(f"parameters: got {parameters!r}; expected a mapping of name: value.")
+        parameters = {}
+    raw_steps = data.get("steps")
+    steps: list[StepSpec] = []
+    if not isinstance(raw_steps, list) or not raw_steps:
+        problems.append("steps: missing or empty; expected a list of steps, each with name and notebook.")
+        raw_steps = []
+    for index, raw_step in enumerate(raw_steps):
+        step = _step(raw_step, index, root, problems)
+        if step is not None:
+            steps.append(step)
+    seen: set[str] = set()
+    for step in steps:
+        if step.name in seen:
+            problems.append(
+                f"step {step.name!r}: the name is used by more than one step; names must be unique."
+            )
+        seen.add(step.name)
+    metric = _metric(data.get("metric"), problems)
+    if metric is not None and steps and metric.step not in seen:
+        problems.append(f"metric.step: no step named {metric.step!r}.{did_you_mean(metric.step, seen)}")
+    if problems:
+        raise ValidationError(subject, problems)
+    explicit = any(isinstance(s, Mapping) and "depends_on" in s for s in raw_steps)
+    return PipelineSpec(
+        name=str(name),
+        experiment=str(experiment),
+        path=path,
+        project_dir=root,
+        sha256=hashlib.sha256(raw).hexdigest(),
+        steps=tuple(steps),
+        parameters=dict(parameters),
+        metric=metric,
+        explicit_dependencies=explicit,
+    )
