@@ -1,0 +1,148 @@
+"""``mlfactor admin JOB``: one-off admin processes with the service's code, settings and logs.
+
+Each job's module is imported only when the job runs (``mlfactor admin --help``
+stays fast). Exit codes: 0 done, 65 invalid input (rows named), 66 file or
+model not found, 69 store unreachable, 78 configuration error.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mlfactor.cli.common import emit_json, start
+from mlfactor.tracking import connect
+
+
+@click.group("admin")
+def admin() -> None:
+    """Run a one-off admin job: batch-score, gc, db-upgrade.
+
+    Same settings (environment, .env) and JSON logs as every mlfactor process.
+    """
+
+
+@admin.command("batch-score")
+@click.option(
+    "--input",
+    "input_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="CSV or Parquet file to score.",
+)
+@click.option(
+    "--output",
+    "output_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="CSV or Parquet file to write (input columns plus the prediction); replaced only on success.",
+)
+@click.option("--model-uri", default=None, help="Model (default: as the service resolves it).")
+@click.option(
+    "--chunk-rows",
+    default=20_000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Rows scored at a time (memory stays bounded by this, not by the file).",
+)
+@click.option(
+    "--prediction-column", default="prediction", show_default=True, help="Name of the output column."
+)
+def batch_score(
+    *, input_path: Path, output_path: Path, model_uri: str | None, chunk_rows: int, prediction_column: str
+) -> None:
+    """Score a file with the model the service serves, streaming in chunks.
+
+    Every value is checked against the model signature; a bad file exits 65
+    naming each bad column and its row numbers, and writes nothing.
+    """
+    from mlfactor.admin.batch_score import batch_score as run  # noqa: PLC0415 - import only the job that runs
+
+    settings = start()
+    progress, finish = _progress_bar()
+    try:
+        result = run(
+            settings,
+            input_path,
+            output_path,
+            model_uri=model_uri,
+            chunk_rows=chunk_rows,
+            prediction_column=prediction_column,
+            progress=progress,
+        )
+    finally:
+        finish()
+    emit_json(result.to_dict())
+
+
+@admin.command("gc")
+@click.option(
+    "--older-than", default="30d", show_default=True, help="Only runs and versions older than this."
+)
+@click.option(
+    "--keep-last",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Always keep the newest N versions of each registered model.",
+)
+@click.option("--apply", "apply_", is_flag=True, help="Delete (default: only list what would be deleted).")
+def gc(older_than: str, keep_last: int, apply_: bool) -> None:
+    """List, or with --apply delete, old runs and model versions nothing references.
+
+    Never touches a version an alias, a rollback or a release points at, nor
+    the runs behind them.
+    """
+    from mlfactor.admin.gc import apply_gc, parse_duration, plan_gc  # noqa: PLC0415 - see batch-score
+
+    settings = start()
+    client = connect(settings)
+    plan = plan_gc(client, settings, older_than=parse_duration(older_than), keep_last=keep_last)
+    if apply_:
+        plan = apply_gc(client, settings, plan)
+    verb = "deleted" if apply_ else "would delete (dry run; --apply to delete)"
+    click.echo(
+        f"gc {verb}: {len(plan.delete_versions)} model versions, {len(plan.delete_runs)} runs, "
+        f"{len(plan.delete_logged_models)} logged models; kept {len(plan.kept_versions)} versions, "
+        f"{plan.kept_runs} runs.{' ' + plan.note if plan.note else ''}",
+        err=True,
+    )
+    emit_json(plan.to_dict())
+
+
+@admin.command("db-upgrade")
+def db_upgrade() -> None:
+    """Migrate the tracking database schema (`mlflow db upgrade`); safe to run twice.
+
+    Needs the database URI (sqlite, postgresql): with an http:// tracking
+    server, run it where the database is. Take a backup first.
+    """
+    from mlfactor.admin.db_upgrade import upgrade_all  # noqa: PLC0415 - see batch-score
+
+    settings = start()
+    results = upgrade_all(settings)
+    for result in results:
+        state = (
+            f"upgraded {result.before} -> {result.after}" if result.changed else f"already at {result.after}"
+        )
+        click.echo(f"{result.uri}: {state}", err=True)
+    emit_json([r.to_dict() for r in results])
+
+
+def _progress_bar() -> tuple[Any, Any]:
+    """Return (callback, finish): a progress bar on stderr when it is a terminal, else no-ops."""
+    if not sys.stderr.isatty():
+        return None, lambda: None
+    bar: Any = click.progressbar(length=1, label="scoring", file=sys.stderr, show_pos=True)
+    bar.__enter__()
+    seen = {"done": 0}
+
+    def update(done: int, total: int | None) -> None:
+        bar.length = max(total or done, done, 1)
+        bar.update(done - seen["done"])
+        seen["done"] = done
+
+    return update, lambda: bar.__exit__(None, None, None)
