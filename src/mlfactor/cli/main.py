@@ -26,6 +26,8 @@ COMMANDS: dict[str, str] = {
     "releases": "mlfactor.cli.release_cmd:releases",
     "admin": "mlfactor.cli.admin_cmd:admin",
     "serve": "mlfactor.cli.serve_cmd:serve",
+    "deploy": "mlfactor.cli.deploy_cmd:deploy",
+    "services": "mlfactor.cli.services_cmd:services",
 }
 
 
