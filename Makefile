@@ -10,10 +10,12 @@ LOCK := requirements/lock.txt
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 PIPELINE ?= pipelines/train.yaml
+SERVICES_PORT ?= 5000
+SERVICES_DATABASE_URI ?= postgresql://postgres@127.0.0.1:5432/mlfactor
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export BENTOML_DO_NOT_TRACK ?= true
 
-.PHONY: help install run pipeline serve lab test lint lock clean
+.PHONY: help install run pipeline serve lab test lint lock clean services services-stop
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -47,6 +49,12 @@ lint: $(STAMP) ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+services: $(STAMP) ## Run mlflow server + PostgreSQL in the foreground on 127.0.0.1:SERVICES_PORT (5000); use it with MLFLOW_TRACKING_URI=http://127.0.0.1:5000
+	$(BIN)/mlfactor services up --port $(SERVICES_PORT) --database-uri $(SERVICES_DATABASE_URI)
+
+services-stop: $(STAMP) ## Stop the stack `make services` started (only that process)
+	$(BIN)/mlfactor services down
 
 lock: ## Re-resolve requirements/lock.txt from pyproject.toml (uv pip compile)
 	@test -x $(UV) || { $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"; }
