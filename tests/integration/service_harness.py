@@ -165,12 +165,16 @@ def start_service(
 
 
 def worker_pids(server: Server) -> list[int]:
-    """PIDs of the service's worker processes (children running the BentoML worker module)."""
+    """PIDs of the service's live worker processes (children running the BentoML worker module)."""
     import psutil
 
-    parent = psutil.Process(server.process.pid)
-    return [
-        p.pid
-        for p in parent.children(recursive=True)
-        if "_bentoml_impl.worker.service" in " ".join(p.cmdline())
-    ]
+    pids = []
+    for child in psutil.Process(server.process.pid).children(recursive=True):
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE and "_bentoml_impl.worker.service" in " ".join(
+                child.cmdline()
+            ):
+                pids.append(child.pid)
+        except psutil.Error:
+            continue
+    return pids

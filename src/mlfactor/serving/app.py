@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.background import BackgroundTask
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
@@ -69,9 +68,9 @@ def _dumps(data: Any) -> bytes:
     return json.dumps(data, separators=(",", ":"), default=str).encode("utf-8")
 
 
-def json_response(data: Any, status: int = 200, background: BackgroundTask | None = None) -> Response:
+def json_response(data: Any, status: int = 200) -> Response:
     """A JSON response without Starlette's slower JSONResponse rendering."""
-    return Response(_dumps(data), status_code=status, media_type="application/json", background=background)
+    return Response(_dumps(data), status_code=status, media_type="application/json")
 
 
 class RequestMiddleware:
@@ -297,8 +296,8 @@ def build_app(state: ServiceState) -> Starlette:
                 "variant": variant,
                 "request_id": ctx["request_id"],
             }
-        background = _after_response(runtime, rows, served, ctx["request_id"])
-        return json_response(data, 200, background)
+        _after_response(runtime, rows, served, ctx["request_id"])
+        return json_response(data, 200)
 
     async def predict(request: Request) -> Response:
         return await score(request, invocations=False)
@@ -334,14 +333,26 @@ def build_app(state: ServiceState) -> Starlette:
     return Starlette(routes=routes, middleware=[Middleware(RequestMiddleware, state=state)])
 
 
-def _after_response(runtime: Any, rows: list[Any], served: Any, request_id: str) -> BackgroundTask | None:
-    """Shadow scoring and prediction events, run after the response is sent."""
+MAX_PENDING_AFTER = 64  # per worker: beyond this, shadow scoring is skipped rather than queued
+_pending: set[asyncio.Task[None]] = set()
+
+
+def _after_response(runtime: Any, rows: list[Any], served: Any, request_id: str) -> None:
+    """Schedule shadow scoring and prediction events outside the request (never delaying or changing it).
+
+    They run as separate tasks, so they hold no concurrency slot; when too many are
+    pending the work is dropped with a ``shadow_skipped`` event.
+    """
     shadow = runtime.shadow_enabled()
     log_predictions = runtime.flags.log_predictions()
     if not shadow and not log_predictions:
-        return None
+        return
+    if len(_pending) >= MAX_PENDING_AFTER:
+        event(logger, "shadow_skipped", level=logging.WARNING, request_id=request_id, pending=len(_pending))
+        return
 
     async def run() -> None:
+        await asyncio.sleep(0)  # let the response go out first
         try:
             if log_predictions:
                 runtime.log_prediction(rows, served, request_id)
@@ -350,4 +361,6 @@ def _after_response(runtime: Any, rows: list[Any], served: Any, request_id: str)
         except Exception:  # noqa: BLE001 - background work never affects the client
             event(logger, "after_response_failed", level=logging.WARNING, request_id=request_id)
 
-    return BackgroundTask(run)
+    task = asyncio.get_running_loop().create_task(run())
+    _pending.add(task)
+    task.add_done_callback(_pending.discard)

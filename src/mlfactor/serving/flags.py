@@ -73,7 +73,21 @@ class FileFlagProvider(AbstractProvider):
         self._stamp: tuple[float, int] | None = None
         self._checked = 0.0
         self._lock = threading.Lock()
+        self._watcher: threading.Thread | None = None
         self.refresh(force=True)
+
+    def watch(self) -> None:
+        """Re-read the file in a background thread, so changes (and errors) show without traffic."""
+        if self._watcher is not None:
+            return
+
+        def loop() -> None:
+            while True:
+                time.sleep(self.poll_interval)
+                self.refresh()
+
+        self._watcher = threading.Thread(target=loop, name="mlfactor-flags", daemon=True)
+        self._watcher.start()
 
     def get_metadata(self) -> Metadata:
         """Provider name shown by the SDK."""
@@ -121,7 +135,8 @@ class FileFlagProvider(AbstractProvider):
             event(logger, "flags_loaded", path=str(self.path), flags=flags, unknown=unknown)
 
     def _resolve(self, key: str, default: Any, kind: type | tuple[type, ...]) -> FlagResolutionDetails[Any]:
-        self.refresh()
+        if self._watcher is None:
+            self.refresh()
         if key not in self._flags:
             return FlagResolutionDetails(
                 value=default, reason=Reason.DEFAULT, error_code=ErrorCode.FLAG_NOT_FOUND
@@ -186,6 +201,11 @@ class Flags:
         if self.provider is not None:
             api.set_provider(self.provider, domain=DOMAIN)
             self._client = api.get_client(domain=DOMAIN)
+
+    def watch(self) -> None:
+        """Watch the flags file in the background (the service calls this once per worker)."""
+        if self.provider is not None:
+            self.provider.watch()
 
     def shadow(self) -> bool:
         """Whether the shadow variant scores requests."""

@@ -76,6 +76,7 @@ class ServingRuntime:
             log_predictions=settings.log_predictions,
             variant_weights="",
         )
+        self.flags.watch()
         self._last_bad_weights: str | None = None
         self._shadow_lock = threading.Lock()
 
