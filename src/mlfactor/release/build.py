@@ -12,14 +12,15 @@ with labels naming where it came from (BentoML does not record it), and runs
   project does not pin them already (BentoML does not merge them, #3224).
 
 The Bento's version is ``v<model version>-<hash of every input>`` (model
-version and run, the merged bentofile, the git commit and uncommitted
-changes), so building twice from the same inputs gives the same tag and the
-second build is skipped.
+version and run, the merged bentofile, the content of every file it
+includes), so building twice from the same inputs gives the same tag and the
+second build is skipped; any change to an included file gives a new tag.
 """
 
 from __future__ import annotations
 
 import copy
+import fnmatch
 import hashlib
 import json
 import re
@@ -165,28 +166,35 @@ def merged_bentofile(
     return merged
 
 
-def _dirty_fingerprint(project_dir: Path) -> str:
-    """Hash of uncommitted changes to tracked files (empty when clean or outside git)."""
-    try:
-        diff = subprocess.run(
-            ["git", "-C", str(project_dir), "diff", "HEAD", "--binary"],
-            capture_output=True,
-            timeout=30,
-            check=False,
-        ).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return hashlib.sha256(diff).hexdigest() if diff else ""
+def source_fingerprint(merged: dict[str, Any], project_dir: Path) -> str:
+    """Return the sha256 of every file the Bento includes (bentofile ``include`` minus ``exclude``)."""
+    include = merged.get("include") or ["**/*"]
+    exclude = list(merged.get("exclude") or [])
+    requirements = (merged.get("python") or {}).get("requirements_txt")
+    files: set[Path] = set()
+    for pattern in include:
+        files.update(p for p in project_dir.glob(str(pattern)) if p.is_file())
+    if requirements:
+        files.add(project_dir / str(requirements))
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        relative = path.relative_to(project_dir).as_posix()
+        if any(
+            fnmatch.fnmatch(relative, str(rule)) or fnmatch.fnmatch(relative, f"{rule}/*") for rule in exclude
+        ):
+            continue
+        if "__pycache__" in path.parts or not path.is_file():
+            continue
+        digest.update(relative.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def inputs_hash(merged: dict[str, Any], project_dir: Path, model_tag: str) -> str:
-    """Return the sha256 of every build input: merged bentofile, model tag, git commit, changes."""
-    info = git_info(project_dir)
+    """Return the sha256 of every build input: merged bentofile, model tag, the included files."""
     payload = {
         "bentofile": merged,
         "model_tag": model_tag,
-        "git_commit": info.commit,
-        "changes": _dirty_fingerprint(project_dir),
+        "sources": source_fingerprint(merged, project_dir),
         "mlfactor": mlfactor_version(),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
