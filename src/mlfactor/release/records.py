@@ -213,8 +213,24 @@ def create_release(
     configuration hash, it is returned with ``created=False``.
     """
     run_settings = read_env_file(env_file) if env_file is not None else settings
-    config, excluded = release_config(run_settings)
     info = _bento_info(settings, bento_tag)
+    return record_release(client, settings, info, run_settings, who=who)
+
+
+def record_release(
+    client: MlflowClient,
+    settings: Settings,
+    info: Mapping[str, str],
+    run_settings: Settings,
+    *,
+    who: str | None = None,
+) -> Release:
+    """Write the release record of a looked-up Bento (``info``: its tag, app and model labels).
+
+    ``settings`` names the tracking store; ``run_settings`` is the configuration
+    the release runs with.
+    """
+    config, excluded = release_config(run_settings)
     digest = config_hash(config)
     current = next((r for r in list_releases(client, settings) if r.app == info["app"]), None)
     if current is not None and current.bento_tag == info["bento_tag"] and current.config_hash == digest:
