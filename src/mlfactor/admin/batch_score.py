@@ -88,7 +88,9 @@ def _csv_batches(path: Path) -> tuple[list[str], Iterator[pa.RecordBatch]]:
     with path.open("rb") as handle:
         head = pacsv.open_csv(handle, read_options=pacsv.ReadOptions(block_size=1 << 16))
         names = list(head.schema.names)
-    convert = pacsv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=True)
+    convert = pacsv.ConvertOptions(
+        column_types={n: pa.string() for n in names}, null_values=[""], strings_can_be_null=True
+    )
     reader = pacsv.open_csv(
         path, read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES), convert_options=convert
     )
@@ -138,7 +140,8 @@ class _Problems:
             for name, (rows, n, sample) in self.wrong.items()
         ]
         out += [
-            f"column '{name}' is empty at {_rows_text(rows, n, csv)}; expected {by_name[name].expected}"
+            f"column '{name}' has no value (empty or NaN) at {_rows_text(rows, n, csv)}; "
+            f"expected {by_name[name].expected}"
             for name, (rows, n) in self.missing.items()
         ]
         return out
