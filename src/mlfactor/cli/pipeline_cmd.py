@@ -56,6 +56,13 @@ def _quiet_libraries() -> None:
 )
 @click.option("--sweep-id", default=None, help="Id tagging every run of one sweep [default: derived].")
 @click.option(
+    "--render-k8s",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    metavar="DIR",
+    help="Write the --sweep grid as a Kubernetes Indexed Job to DIR instead of running it (docs/deploy.md).",
+)
+@click.option(
     "--output-dir",
     type=click.Path(path_type=Path),
     default=None,
@@ -73,6 +80,7 @@ def run(
     sweeps: tuple[str, ...],
     sweep_index: int | None,
     sweep_id: str | None,
+    render_k8s: Path | None,
     output_dir: Path | None,
     progress: bool | None,
 ) -> int:
@@ -91,11 +99,29 @@ def run(
     _quiet_libraries()
     if sweep_index is not None and not sweeps:
         raise click.UsageError("--sweep-index needs the --sweep options that define the grid.")
+    if render_k8s is not None and (not sweeps or sweep_index is not None):
+        raise click.UsageError(
+            "--render-k8s needs --sweep options and renders every index (no --sweep-index)."
+        )
     overrides = list(parameters)
     tags: dict[str, str] = {}
     if sweeps:
         axes = sweeping.parse_axes(sweeps)
         identifier = sweep_id or sweeping.sweep_id(_sha256(pipeline), sweeps)
+        if render_k8s is not None and sweep_index is None:
+            from mlfactor.deploy.sweep import render_sweep_for_run
+
+            make_plan(pipeline, [*overrides, *sweeping.as_overrides(sweeping.grid(axes)[0])])
+            rendered = render_sweep_for_run(
+                settings,
+                pipeline=pipeline,
+                sweeps=sweeps,
+                parameters=parameters,
+                sweep_id=identifier,
+                out=render_k8s,
+            )
+            emit_json(rendered.to_dict())
+            return 0
         if sweep_index is None:
             make_plan(pipeline, [*overrides, *sweeping.as_overrides(sweeping.grid(axes)[0])])
             return _drive_sweep(
