@@ -119,6 +119,7 @@ def run(
                 parameters=parameters,
                 sweep_id=identifier,
                 out=render_k8s,
+                max_parallel=max_parallel,
             )
             emit_json(rendered.to_dict())
             return 0
