@@ -110,6 +110,7 @@ def render_sweep(
     sweep_id: str,
     out: Path,
     options: DeployOptions | None = None,
+    max_parallel: int | None = None,
 ) -> Rendered:
     """Write the sweep's Indexed Job, the release's ConfigMap and a kustomization to ``out``."""
     ctx = release_context(release, options or DeployOptions(pipelines=()))
@@ -122,7 +123,7 @@ def render_sweep(
         parameters,
         grid_size=grid_size,
         sweep_id=sweep_id,
-        max_parallel=settings.max_parallel,
+        max_parallel=max_parallel or settings.max_parallel,
     )
     _, warnings = image_warnings(settings, release.bento_tag, [ref, *(s.notebook_ref for s in spec.steps)])
     objects = [m.config_map(ctx), job]
@@ -138,10 +139,19 @@ def render_sweep_for_run(
     parameters: Sequence[str],
     sweep_id: str,
     out: Path,
+    max_parallel: int | None = None,
 ) -> Rendered:
     """Render for `mlfactor run --sweep ... --render-k8s DIR`: MLFACTOR_RELEASE, else the current one."""
     size = len(grid(parse_axes(sweeps)))
     release = get_release(connect(settings), settings, settings.release or "current")
     return render_sweep(
-        settings, release, pipeline, sweeps, parameters, grid_size=size, sweep_id=sweep_id, out=out
+        settings,
+        release,
+        pipeline,
+        sweeps,
+        parameters,
+        grid_size=size,
+        sweep_id=sweep_id,
+        out=out,
+        max_parallel=max_parallel,
     )
