@@ -56,6 +56,12 @@ services: $(STAMP) ## Run mlflow server + PostgreSQL in the foreground on 127.0.
 services-stop: $(STAMP) ## Stop the stack `make services` started (only that process)
 	$(BIN)/mlfactor services down
 
+RELEASE ?= current
+K8S_OUT ?= build/k8s
+.PHONY: manifests
+manifests: $(STAMP) ## Render Kubernetes manifests of RELEASE (current) into K8S_OUT (build/k8s); see docs/deploy.md
+	$(BIN)/mlfactor deploy render $(RELEASE) --out $(K8S_OUT)
+
 lock: ## Re-resolve requirements/lock.txt from pyproject.toml (uv pip compile)
 	@test -x $(UV) || { $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"; }
 	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o $(LOCK)
