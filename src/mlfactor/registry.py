@@ -19,6 +19,7 @@ from mlfactor.errors import NotFoundError, ValidationError
 from mlfactor.names import did_you_mean
 
 _URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
+_LOGGED_MODEL_URI = re.compile(r"^models:/(?P<model_id>m-[0-9a-f]+)$")
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,11 @@ def register_version(
             client.create_registered_model(name)
         except MlflowException:
             pass  # created concurrently by another process
-    mv = client.create_model_version(name, model_uri, run_id=run_id, tags=tags or {})
+    # A logged model's URI (models:/m-...) must be sent with its id: an mlflow server refuses it
+    # otherwise ("The model_id request parameter must identify the resource"); sqlite does not care.
+    logged = _LOGGED_MODEL_URI.match(model_uri)
+    model_id = logged["model_id"] if logged else None
+    mv = client.create_model_version(name, model_uri, run_id=run_id, tags=tags or {}, model_id=model_id)
     return client.get_model_version(name, mv.version)
 
 
