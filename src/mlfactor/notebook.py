@@ -60,16 +60,28 @@ class NotebookContext:
         event(logger, "output_recorded", output=name, run_id=self.run_id)
 
     def secret(self, name: str) -> str:
-        """The value of environment variable ``name`` (secrets reach notebooks only this way)."""
-        value = self.settings.environ.get(name)
-        if not value:
-            raise ConfigError(
-                {
-                    name: "is not set; this notebook needs it. Export it (or put it in .env for "
-                    "local work, or a Kubernetes Secret) and run again."
-                }
-            )
-        return value
+        """Return environment variable ``name`` (secrets reach notebooks only this way)."""
+        return _secret(self.settings, name)
+
+
+def _secret(settings: Settings, name: str) -> str:
+    value = settings.environ.get(name)
+    if not value:
+        raise ConfigError(
+            {name: "is not set; this notebook needs it. Export it (or put it in .env for local work, "
+                   "or a Kubernetes Secret) and run again."}
+        )
+    return value
+
+
+def secret(name: str) -> str:
+    """Return environment variable ``name``, a secret the notebook needs; ConfigError when unset.
+
+    Secrets are never notebook parameters (papermill writes parameters into the
+    executed notebook): they come from the kernel's environment, which the
+    runner fills from its own (and ``.env``).
+    """
+    return _secret(_current.settings if _current is not None else load_settings(), name)
 
 
 def _check_output(name: str, value: Any) -> None:

@@ -167,12 +167,18 @@ def _drive_sweep(
     from mlfactor.pipeline.spec import load_pipeline
     from mlfactor.settings import load_settings
 
-    metric = load_pipeline(pipeline).metric
+    from mlfactor.tracking import connect, ensure_experiment
+
+    spec = load_pipeline(pipeline)
+    metric = spec.metric
+    settings = load_settings()
+    # Create the store and experiment once, before parallel processes race to (sqlite migrations).
+    ensure_experiment(connect(settings), spec.experiment, settings)
     extra = ["--output-dir", str(output_dir)] if output_dir else []
     points, signum = sweeping.run_sweep(
         str(pipeline),
         sweeps,
-        load_settings(),
+        settings,
         parameters=parameters,
         max_parallel=max_parallel,
         identifier=identifier,

@@ -22,8 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import psutil
-from jupyter_client.manager import KernelManager
-from jupyter_core.utils import run_sync
+from jupyter_client.manager import AsyncKernelManager, KernelManager
 
 
 class KernelHandle:
@@ -100,16 +99,14 @@ def kernel_manager_class(env: Mapping[str, str], handle: KernelHandle) -> type[K
     """
     kernel_env = dict(env)
 
-    class StepKernelManager(KernelManager):
-        """KernelManager bound to one step's environment."""
+    class StepKernelManager(AsyncKernelManager):
+        """AsyncKernelManager (nbclient drives kernels asynchronously) bound to one step's environment."""
 
-        async def _async_start_kernel(self, **kw: Any) -> None:
+        async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
             kw["env"] = dict(kernel_env)
             kw.setdefault("stdout", 2)
-            await super()._async_start_kernel(**kw)
+            await KernelManager._async_start_kernel(self, **kw)
             provisioner: Any = self.provisioner
             handle.started(getattr(provisioner, "pid", None), getattr(provisioner, "pgid", None))
-
-        start_kernel = run_sync(_async_start_kernel)
 
     return StepKernelManager

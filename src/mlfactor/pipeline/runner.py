@@ -356,6 +356,9 @@ def _record_outcome(client: MlflowClient, plan: Plan, result: PipelineResult) ->
             step = result.steps.get(metric.step)
             if step is not None and step.run_id is not None:
                 value = client.get_run(step.run_id).data.metrics.get(metric.name)
+                recorded = step.outputs.get(metric.name)
+                if value is None and isinstance(recorded, int | float) and not isinstance(recorded, bool):
+                    value = float(recorded)  # a numeric output of the step counts as its metric
                 if value is not None:
                     key = f"{metric.step}.{metric.name}"
                     client.log_batch(result.run_id, metrics=[Metric(key, value, int(time.time() * 1000), 0)])

@@ -42,12 +42,12 @@ from mlfactor.pipeline.artifacts import (
     write_notebook,
 )
 from mlfactor.pipeline.kernel import KernelHandle, kernel_manager_class
+from mlfactor.pipeline.parameters import find_parameters_cells
 from mlfactor.pipeline.progress import Progress
 from mlfactor.pipeline.spec import StepSpec
 from mlfactor.settings import Settings
 
 logger = get_logger(__name__)
-_SKIPPED_TAGS = ("injected-parameters", "papermill-error-cell-tag")
 
 
 @dataclass
@@ -154,7 +154,8 @@ def _attempt(ctx: StepContext, attempt: int) -> StepResult:
     )
     handle = KernelHandle(step.name)
     ctx.on_kernel(handle)
-    cells = _cell_count(step.notebook) + (1 if ctx.parameters else 0)
+    tracker = _CellTracker(step.notebook, injected=bool(ctx.parameters))
+    cells = tracker.cells
     ctx.progress.step_started(step.name, cells)
     event(
         logger,
@@ -183,12 +184,10 @@ def _attempt(ctx: StepContext, attempt: int) -> StepResult:
             cwd=str(step.notebook.parent),
             start_timeout=120,
             kernel_manager_class=kernel_manager_class(env, handle),
-            on_cell_start=lambda cell, cell_index: ctx.progress.cell_started(
-                step.name, cell_index + 1, cells
-            ),
+            on_cell_start=lambda cell, cell_index: tracker.started(step.name, cell_index, ctx.progress),
         )
     except PapermillExecutionError as exc:
-        number = _stopped_cell(partial) or exc.cell_index + 1
+        number = tracker.number(exc.cell_index)
         error = StepFailedError(
             f"step {step.name!r} failed in cell {number} of {step.notebook_ref}: {exc.ename}: "
             f"{_first_line(exc.evalue)}",
@@ -198,7 +197,7 @@ def _attempt(ctx: StepContext, attempt: int) -> StepResult:
     except InterruptedRunError as exc:
         error = exc
     except (DeadKernelError, RuntimeError, TimeoutError) as exc:
-        error = _stop_error(handle, step, partial, exc, ctx, dead=isinstance(exc, DeadKernelError))
+        error = _stop_error(handle, step, tracker, exc, ctx, dead=isinstance(exc, DeadKernelError))
     except Exception as exc:  # noqa: BLE001 - anything else in papermill or nbclient fails the step
         error = StepFailedError(
             f"step {step.name!r} could not run {step.notebook_ref}: "
@@ -211,7 +210,7 @@ def _attempt(ctx: StepContext, attempt: int) -> StepResult:
         status = "KILLED" if isinstance(error, InterruptedRunError) else "FAILED"
     duration = time.monotonic() - t0
     outputs = _read_outputs(outputs_file)
-    notebook = _finish(ctx, run_id, partial, status, error, outputs)
+    notebook = _finish(ctx, run_id, partial, status, error, outputs, tracker)
     ctx.progress.step_finished(step.name, status)
     fields: dict[str, Any] = {
         "run_id": run_id,
@@ -234,13 +233,14 @@ def _finish(
     status: str,
     error: MlfactorError | None,
     outputs: Mapping[str, Any],
+    tracker: _CellTracker,
 ) -> Path | None:
     """Keep the notebook, log it and the outcome, and end the step's run; never raises."""
     final = ctx.output_dir / f"{ctx.step.name}.ipynb"
     notebook: Path | None = None
     try:
         if error is not None and type(error) is not StepFailedError:
-            _mark_stop(partial, error)
+            _mark_stop(partial, error, tracker.current)
         notebook = keep_notebook(partial, final, ctx.secrets)
         if notebook is not None:
             log_notebook(ctx.client, run_id, notebook, render_html(notebook))
@@ -255,26 +255,28 @@ def _finish(
     return notebook
 
 
-def _mark_stop(partial: Path, error: MlfactorError) -> None:
+def _mark_stop(partial: Path, error: MlfactorError, index: int | None) -> None:
     """Insert a note before the cell that was running when the kernel was stopped or died."""
-    if not partial.is_file():
+    if not partial.is_file() or index is None:
         return
     nb = read_notebook(partial)
-    for index, cell in enumerate(nb.cells):
-        if cell.get("metadata", {}).get("papermill", {}).get("status") == "running":
-            note = markdown_cell(
-                f"**mlfactor: execution stopped here.** {error}",
-                ["papermill-error-cell-tag", "mlfactor-stopped"],
-            )
-            nb.cells.insert(index, note)
-            write_notebook(partial, nb)
-            return
+    note = markdown_cell(
+        f"**mlfactor: execution stopped here.** {error}", ["papermill-error-cell-tag", "mlfactor-stopped"]
+    )
+    nb.cells.insert(min(index, len(nb.cells)), note)
+    write_notebook(partial, nb)
 
 
 def _stop_error(
-    handle: KernelHandle, step: StepSpec, partial: Path, exc: BaseException, ctx: StepContext, *, dead: bool
+    handle: KernelHandle,
+    step: StepSpec,
+    tracker: _CellTracker,
+    exc: BaseException,
+    ctx: StepContext,
+    *,
+    dead: bool,
 ) -> MlfactorError:
-    cell = _stopped_cell(partial)
+    cell = tracker.number(tracker.current)
     where = f" in cell {cell}" if cell else ""
     reason = handle.stop_reason
     if reason == "timeout":
@@ -305,31 +307,30 @@ def _stop_error(
     )
 
 
-def _stopped_cell(partial: Path) -> int | None:
-    """1-based number, in the original notebook, of the cell that failed or was running."""
-    if not partial.is_file():
-        return None
-    try:
-        nb = read_notebook(partial)
-    except Exception:  # noqa: BLE001 - a half-written file just has no cell to name
-        return None
-    number = 0
-    for cell in nb.cells:
-        tags = cell.get("metadata", {}).get("tags", [])
-        if any(t in tags for t in _SKIPPED_TAGS):
-            continue
-        number += 1
-        state = cell.get("metadata", {}).get("papermill", {})
-        if state.get("status") in ("failed", "running") or state.get("exception") is True:
-            return number
-    return None
+class _CellTracker:
+    """Which cell runs now, and its number in the original notebook (papermill inserts one cell)."""
 
+    def __init__(self, notebook: Path, *, injected: bool) -> None:
+        try:
+            nb = read_notebook(notebook)
+            self.cells = len(nb.cells) + (1 if injected else 0)
+            tagged = find_parameters_cells(nb)
+        except Exception:  # noqa: BLE001 - only used for progress and messages
+            self.cells, tagged = 0, []
+        self.injected_at = tagged[0] + 1 if injected and tagged else None
+        self.current: int | None = None
 
-def _cell_count(path: Path) -> int:
-    try:
-        return len(read_notebook(path).cells)
-    except Exception:  # noqa: BLE001 - only used for progress
-        return 0
+    def started(self, step: str, index: int, progress: Progress) -> None:
+        """Record that executed cell ``index`` (0-based) started."""
+        self.current = index
+        progress.cell_started(step, index + 1, self.cells)
+
+    def number(self, index: int | None) -> int | None:
+        """1-based number in the original notebook of executed cell ``index``."""
+        if index is None:
+            return None
+        shift = 1 if self.injected_at is not None and index > self.injected_at else 0
+        return index + 1 - shift
 
 
 def _read_outputs(path: Path) -> dict[str, Any]:
