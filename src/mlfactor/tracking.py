@@ -38,6 +38,7 @@ VERSION_TAG = "mlfactor.version"
 
 _HTTP_MAX_RETRIES = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
 _HTTP_BACKOFF_FACTOR = "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"
+_SUPPRESS_URL_PRINTING = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
 _PROBE_TIMEOUT_S = 5.0
 _DATABASE_HINT = (
     "Check the user, password and database name in MLFLOW_TRACKING_URI; for the local stack the "
@@ -93,11 +94,11 @@ def connect(settings: Settings, *, check: bool = True) -> MlflowClient:
     ``MLFACTOR_BACKING_RETRIES`` attempts with doubling back-off, and ConfigError
     (exit 78) when the store answers but refuses the user or database name.
     For an ``http(s)://`` store it also bounds MLflow's own per-request retries
-    (see :func:`bound_http_retries`), which otherwise last about four minutes.
+    (see :func:`configure_http_client`), which otherwise last about four minutes.
     """
     if settings.tracking_uri.startswith("sqlite:///"):
         Path(settings.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    bound_http_retries(settings)
+    configure_http_client(settings)
     if check:
         # Before the client exists: MLflow's SQL store retries a refused database for ~100 s.
         _retrying(settings, lambda: _probe(settings.tracking_uri))
@@ -109,24 +110,27 @@ def connect(settings: Settings, *, check: bool = True) -> MlflowClient:
     return client
 
 
-def http_retry_environment(settings: Settings) -> dict[str, str]:
-    """MLflow's HTTP retry variables derived from mlfactor's back-off settings.
+def http_client_environment(settings: Settings) -> dict[str, str]:
+    """MLflow client variables mlfactor derives for an ``http(s)://`` tracking server.
 
     ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` becomes ``MLFACTOR_BACKING_RETRIES - 1`` and
     ``MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR`` (an integer for MLflow) the back-off rounded
-    up; values the user set explicitly are kept.
+    up, so a dead server fails a call in seconds rather than MLflow's four minutes;
+    ``MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT`` keeps MLflow's "View run at" lines off
+    stdout, which carries only JSON. Values the user set explicitly are kept.
     """
     derived = {
         _HTTP_MAX_RETRIES: str(max(settings.backing_retries - 1, 0)),
         _HTTP_BACKOFF_FACTOR: str(math.ceil(settings.backing_backoff)),
+        _SUPPRESS_URL_PRINTING: "true",
     }
     return {name: settings.environ.get(name, value) for name, value in derived.items()}
 
 
-def bound_http_retries(settings: Settings) -> None:
-    """Apply :func:`http_retry_environment` to this process, where MLflow's REST client reads it."""
+def configure_http_client(settings: Settings) -> None:
+    """Apply :func:`http_client_environment` to this process, where MLflow's REST client reads it."""
     if settings.tracking_uri.startswith(("http://", "https://")):
-        os.environ.update(http_retry_environment(settings))
+        os.environ.update(http_client_environment(settings))
 
 
 def ping_store(client: MlflowClient, settings: Settings) -> None:
