@@ -69,7 +69,7 @@ def _dumps(data: Any) -> bytes:
 
 
 def json_response(data: Any, status: int = 200) -> Response:
-    """A JSON response without Starlette's slower JSONResponse rendering."""
+    """Return a JSON response without Starlette's slower JSONResponse rendering."""
     return Response(_dumps(data), status_code=status, media_type="application/json")
 
 
@@ -95,6 +95,7 @@ class RequestMiddleware:
         return model.name, model.version, runtime.planned[0][0]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one ASGI request."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -129,15 +130,8 @@ class RequestMiddleware:
                 self._finish(scope, ctx, answer["status"], started)
 
         if self.in_flight >= self._limit():
-            await self._reject(
-                429,
-                "TOO_MANY_REQUESTS",
-                f"more than {self._limit()} requests in flight in this worker; retry later",
-                ctx,
-                scope,
-                receive,
-                send_wrapper,
-            )
+            message = f"more than {self._limit()} requests in flight in this worker; retry later"
+            await error_response(429, "TOO_MANY_REQUESTS", message, ctx)(scope, receive, send_wrapper)
             return
         self.in_flight += 1
         try:
@@ -161,28 +155,8 @@ class RequestMiddleware:
             await task  # the body is being sent: let it finish
             return
         task.cancel()
-        await self._reject(
-            504,
-            "TIMEOUT",
-            f"no answer within {timeout:g} s (MLFACTOR_REQUEST_TIMEOUT)",
-            ctx,
-            scope,
-            receive,
-            send,
-        )
-
-    async def _reject(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        ctx: dict[str, Any],
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-    ) -> None:
-        body = {"error_code": code, "message": message, **_context_fields(ctx)}
-        await json_response(body, status)(scope, receive, send)
+        message = f"no answer within {timeout:g} s (MLFACTOR_REQUEST_TIMEOUT)"
+        await error_response(504, "TIMEOUT", message, ctx)(scope, receive, send)
 
     def _finish(self, scope: Scope, ctx: dict[str, Any], status: int, started: float) -> None:
         seconds = time.perf_counter() - started
@@ -211,6 +185,11 @@ class RequestMiddleware:
                 seconds=seconds,
                 rows=ctx["rows"],
             )
+
+
+def error_response(status: int, code: str, message: str, ctx: dict[str, Any]) -> Response:
+    """Return a JSON error answer carrying the request id, model and variant."""
+    return json_response({"error_code": code, "message": message, **_context_fields(ctx)}, status)
 
 
 def _context_fields(ctx: dict[str, Any]) -> dict[str, Any]:
@@ -244,7 +223,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def build_app(state: ServiceState) -> Starlette:
-    """The Starlette app serving /predict, /invocations and /metadata from ``state``."""
+    """Return the Starlette app serving /predict, /invocations and /metadata from ``state``."""
 
     async def score(request: Request, *, invocations: bool) -> Response:
         ctx: dict[str, Any] = request.scope["mlfactor"]
@@ -274,7 +253,7 @@ def build_app(state: ServiceState) -> Starlette:
                 served = await asyncio.to_thread(runtime.predict, rows, variant, allow_extra=invocations)
         except RequestError as exc:
             return json_response({**exc.body(), **_context_fields(ctx)}, exc.status)
-        except Exception as exc:  # noqa: BLE001 - answer 500 without a traceback; the log keeps it
+        except Exception as exc:
             logger.exception(
                 "prediction_failed",
                 extra={"fields": {"request_id": ctx["request_id"], "error": type(exc).__name__}},

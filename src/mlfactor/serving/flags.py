@@ -90,7 +90,7 @@ class FileFlagProvider(AbstractProvider):
         self._watcher.start()
 
     def get_metadata(self) -> Metadata:
-        """Provider name shown by the SDK."""
+        """Return the provider name shown by the SDK."""
         return Metadata(name=f"mlfactor file provider ({self.path.name})")
 
     def refresh(self, *, force: bool = False) -> None:
@@ -220,7 +220,7 @@ class Flags:
         return self._client.get_boolean_value(FLAG_LOG_PREDICTIONS, bool(self.defaults[FLAG_LOG_PREDICTIONS]))
 
     def variant_weights(self) -> str:
-        """The traffic split as ``NAME=WEIGHT,...`` (empty string: the configured split)."""
+        """Return the traffic split as ``NAME=WEIGHT,...`` (empty string: the configured split)."""
         if self._client is None:
             return str(self.defaults[FLAG_VARIANT_WEIGHTS])
         return self._client.get_string_value(FLAG_VARIANT_WEIGHTS, str(self.defaults[FLAG_VARIANT_WEIGHTS]))

@@ -10,6 +10,7 @@ launcher exit non-zero.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -31,7 +32,7 @@ KILL_MARGIN = 5.0  # seconds past the grace period before the launcher kills wha
 
 
 def serve_command(settings: Settings, *, bento: str | None = None) -> tuple[list[str], Path]:
-    """The ``bentoml serve`` command line and working folder for ``settings`` (or a built Bento tag)."""
+    """Return the ``bentoml serve`` command line and working folder (source tree, or a built Bento)."""
     if bento:
         target, workdir = bento, settings.project_dir
     elif (settings.project_dir / "service.py").is_file():
@@ -57,7 +58,7 @@ def serve_command(settings: Settings, *, bento: str | None = None) -> tuple[list
 
 
 def serve_environment(settings: Settings) -> dict[str, str]:
-    """The server's environment: settings' child environment with host and port made explicit."""
+    """Return the server's environment: settings' child environment with host and port made explicit."""
     return settings.child_environment({"BENTOML_HOST": settings.host, "BENTOML_PORT": str(settings.port)})
 
 
@@ -86,10 +87,8 @@ def run_server(settings: Settings, *, bento: str | None = None) -> int:
                 grace_period_s=settings.grace_period,
             )
         asked.append(signum)
-        try:
+        with contextlib.suppress(ProcessLookupError):
             child.send_signal(signal.SIGTERM)
-        except ProcessLookupError:
-            pass
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     deadline: float | None = None
@@ -118,7 +117,5 @@ def run_server(settings: Settings, *, bento: str | None = None) -> int:
 
 
 def _kill_group(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass

@@ -47,7 +47,7 @@ def configure_service_logging(settings: Settings) -> None:
 
 
 def service_config(settings: Settings) -> dict[str, Any]:
-    """The ``@bentoml.service`` configuration derived from settings (BENTOML_CONFIG* still override it)."""
+    """Return the ``@bentoml.service`` configuration from settings (BENTOML_CONFIG* still override it)."""
     return {
         "name": SERVICE_NAME,
         "workers": settings.workers,
@@ -104,6 +104,7 @@ def install_shutdown(state: ServiceState, grace: float) -> None:
 
 
 def flush_logs() -> None:
+    """Flush the log handlers and stdout (before a hard exit)."""
     for handler in logging.getLogger().handlers:
         handler.flush()
     sys.stdout.flush()

@@ -4,36 +4,47 @@ Two sources:
 
 * the MLflow registry (default): the URI (``models:/name@alias`` or
   ``models:/name/3``) is resolved **once** with :func:`mlfactor.registry.resolve_model`,
-  the concrete version is logged, and its files are downloaded;
+  the concrete version is logged, and its files are downloaded, all in a child
+  process (:mod:`mlfactor.serving.resolve`) that imports MLflow while the worker
+  imports scikit-learn on the other core;
 * the BentoML model store, when ``MLFACTOR_BENTO_MODEL`` is set (a built Bento
   that carries its model): no registry call at all; the model's labels
   (``registered_model``, ``version``, ``run_id``, ``git_commit``) say what it is.
 
 The MLflow pyfunc wrapper checks the signature on every call, which costs ten
 times the prediction itself (FIELD_NOTES). When the model has a scikit-learn
-flavor, :class:`ServedModel` calls the estimator directly: on a float matrix
-in signature order when that gives the same predictions as a DataFrame on
-the model's input example, else on a DataFrame. Other flavors use pyfunc.
+flavor, the estimator is deserialized without importing MLflow
+(:mod:`mlfactor.serving.native`) and :class:`ServedModel` calls it directly:
+on a float matrix in signature order when that gives the same predictions as
+a DataFrame on the model's input example, else on a DataFrame. Other flavors
+use MLflow's pyfunc.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import json
 import logging
+import subprocess
+import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from mlfactor.errors import BackingServiceError, MlfactorError, NotFoundError, ValidationError
+from mlfactor.errors import BackingServiceError, ConfigError, MlfactorError, NotFoundError, ValidationError
 from mlfactor.log import event, get_logger
 from mlfactor.masking import mask_uri
+from mlfactor.serving.native import input_example_rows, load_sklearn, read_mlmodel, signature_schema
 from mlfactor.serving.protocol import Row
 from mlfactor.serving.schema import InputSchema
 from mlfactor.settings import Settings
 
 logger = get_logger(__name__)
+T = TypeVar("T")
 
 PATH_MATRIX = "native-matrix"
 PATH_FRAME = "native-frame"
@@ -76,7 +87,7 @@ class ServedModel:
         return _jsonable(self.pyfunc.predict(frame))
 
     def describe(self) -> dict[str, Any]:
-        """What /metadata shows about this model."""
+        """Describe what /metadata shows about this model."""
         return {
             "name": self.name,
             "version": self.version,
@@ -110,16 +121,16 @@ def _load_local(
     git_commit: str | None,
     uri: str,
     source: str,
+    environ: Mapping[str, str],
     bento_tag: str | None = None,
 ) -> ServedModel:
-    """Load an MLflow model folder: native estimator when it is scikit-learn, pyfunc otherwise."""
-    from mlflow.models import Model
-
+    """Load an MLflow model folder: native estimator without MLflow when possible, else MLflow's pyfunc."""
     started = time.perf_counter()
-    meta = Model.load(str(path / "MLmodel"))
-    schema = InputSchema.from_signature(meta.signature)
-    flavors = meta.flavors
-    predict_fn = str(flavors.get("python_function", {}).get("predict_fn") or "predict")
+    mlmodel = read_mlmodel(path)
+    schema = signature_schema(mlmodel)
+    flavors = mlmodel.get("flavors") or {}
+    predict_fn = str((flavors.get("python_function") or {}).get("predict_fn") or "predict")
+    estimator = load_sklearn(path, mlmodel, environ) if schema is not None else None
     served = ServedModel(
         name=name,
         version=version,
@@ -127,81 +138,103 @@ def _load_local(
         git_commit=git_commit,
         uri=uri,
         source=source,
-        schema=schema,
+        schema=schema or InputSchema(()),
         predict_path=PATH_PYFUNC,
         flavor="python_function",
         predict_fn=predict_fn,
         bento_tag=bento_tag,
     )
-    if "sklearn" in flavors:
-        import mlflow.sklearn
-
-        served.estimator = mlflow.sklearn.load_model(str(path))
+    if estimator is not None and hasattr(estimator, predict_fn):
+        served.estimator = estimator
         served.flavor = "sklearn"
-        served.predict_path = _choose_native_path(served, meta, path)
+        served.predict_path = _choose_native_path(served, input_example_rows(path, mlmodel))
     else:
-        import mlflow.pyfunc
+        import mlflow.pyfunc  # noqa: PLC0415 - only for flavors the native path does not handle
 
         served.pyfunc = mlflow.pyfunc.load_model(str(path))
+        served.schema = InputSchema.from_signature(served.pyfunc.metadata.signature)
     served.load_seconds = round(time.perf_counter() - started, 3)
     return served
 
 
-def _choose_native_path(served: ServedModel, meta: Any, path: Path) -> str:
+def _choose_native_path(served: ServedModel, example: list[Row] | None) -> str:
     """Matrix when it predicts exactly like a DataFrame on the input example, else DataFrame."""
     # The estimator was fitted on named columns; we order the matrix by the signature ourselves.
     warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
-    if not served.schema.numeric or not hasattr(served.estimator, served.predict_fn):
+    if not served.schema.numeric or not example:
         return PATH_FRAME
-    try:
-        example = meta.load_input_example(str(path))
-    except Exception:  # noqa: BLE001 - a missing or unreadable example only disables the fast path
-        example = None
-    if example is None or not hasattr(example, "to_dict"):
-        return PATH_FRAME
-    rows = example.to_dict(orient="records")
     method = getattr(served.estimator, served.predict_fn)
     try:
-        same = _jsonable(method(served.schema.to_matrix(rows))) == _jsonable(
-            method(served.schema.to_frame(rows))
-        )
+        matrix = _jsonable(method(served.schema.to_matrix(example)))
+        same = matrix == _jsonable(method(served.schema.to_frame(example)))
     except Exception:  # noqa: BLE001 - any failure on a matrix means the estimator needs a DataFrame
         same = False
     return PATH_MATRIX if same else PATH_FRAME
 
 
-def load_from_registry(settings: Settings, uri: str) -> ServedModel:
-    """Resolve ``uri`` once, log the concrete version, download and load it."""
-    import mlflow.artifacts
+def _warm_imports() -> None:
+    """Import what unpickling a scikit-learn model needs, while the resolver imports MLflow."""
+    for module in ("numpy", "pandas", "sklearn.base", "skops.io"):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
 
-    from mlfactor.registry import resolve_model
-    from mlfactor.tracking import connect
 
-    client = connect(settings, check=False)
-    resolved = resolve_model(client, uri)
-    event(
-        logger,
-        "model_resolved",
-        uri=uri,
-        model_name=resolved.name,
-        model_version=resolved.version,
-        run_id=resolved.run_id,
-        alias=resolved.alias,
-        git_commit=resolved.git_commit,
+def load_from_registry(settings: Settings, uris: Sequence[str]) -> dict[str, ServedModel]:
+    """Resolve every URI once in a child process (in parallel with our imports); load each version."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "mlfactor.serving.resolve", *uris],
+        stdout=subprocess.PIPE,
+        env=settings.child_environment(),
+        cwd=settings.project_dir,
     )
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=resolved.uri))
-    return _load_local(
-        local,
-        name=resolved.name,
-        version=resolved.version,
-        run_id=resolved.run_id,
-        git_commit=resolved.git_commit,
-        uri=resolved.uri,
-        source="registry",
-    )
+    try:
+        _warm_imports()
+        out, _ = child.communicate(timeout=max(60.0, settings.registry_wait))
+    except BaseException:
+        child.kill()
+        child.wait()
+        raise
+    answer = _parse_child(out)
+    if "error" in answer:
+        kind, message = answer.get("kind"), str(answer["error"])
+        if kind == "not_found":
+            raise NotFoundError(message)
+        if kind == "invalid":
+            raise ValidationError("model URI", [message])
+        raise BackingServiceError(message)
+    loaded: dict[str, ServedModel] = {}
+    for found in answer["models"]:
+        event(
+            logger,
+            "model_resolved",
+            uri=found["uri"],
+            model_name=found["name"],
+            model_version=found["version"],
+            run_id=found["run_id"],
+            git_commit=found["git_commit"],
+        )
+        loaded[found["uri"]] = _load_local(
+            Path(found["path"]),
+            name=found["name"],
+            version=found["version"],
+            run_id=found["run_id"],
+            git_commit=found["git_commit"],
+            uri=f"models:/{found['name']}/{found['version']}",
+            source="registry",
+            environ=settings.environ,
+        )
+    return loaded
 
 
-def load_from_bento_store(tag: str) -> ServedModel:
+def _parse_child(out: bytes) -> dict[str, Any]:
+    lines = [line for line in out.decode("utf-8", errors="replace").splitlines() if line.startswith("{")]
+    if not lines:
+        return {"error": "the model resolver printed nothing (see stderr)", "kind": "unavailable"}
+    data = json.loads(lines[-1])
+    return data if isinstance(data, dict) else {"error": "unexpected resolver output", "kind": "unavailable"}
+
+
+def load_from_bento_store(tag: str, environ: Mapping[str, str]) -> ServedModel:
     """Load the model packed in a Bento (BentoML model store); never calls the registry."""
     import bentoml
     from bentoml.exceptions import NotFound
@@ -222,6 +255,7 @@ def load_from_bento_store(tag: str) -> ServedModel:
     version = label("version") or str(bento_model.tag.version)
     return _load_local(
         Path(bento_model.path_of(BENTO_MLFLOW_FOLDER)),
+        environ=environ,
         name=name,
         version=version,
         run_id=label("run_id"),
@@ -233,8 +267,8 @@ def load_from_bento_store(tag: str) -> ServedModel:
 
 
 def load_with_retry(
-    load: Callable[[], ServedModel], *, what: str, wait: float, stopping: Callable[[], bool] = lambda: False
-) -> ServedModel:
+    load: Callable[[], T], *, what: str, wait: float, stopping: Callable[[], bool] = lambda: False
+) -> T:
     """Call ``load`` until it succeeds; retry unreachable stores for ``wait`` seconds.
 
     A missing model, alias or version (NotFoundError) or a bad URI fails at once;
@@ -248,7 +282,7 @@ def load_with_retry(
         attempt += 1
         try:
             return load()
-        except (NotFoundError, ValidationError):
+        except (NotFoundError, ValidationError, ConfigError):
             raise
         except MlfactorError as exc:
             error = str(exc)
@@ -257,7 +291,8 @@ def load_with_retry(
         left = deadline - time.monotonic()
         if left <= 0 or stopping():
             raise BackingServiceError(
-                f"could not load {mask_uri(what)} after {attempt} attempts in {wait:g} s: {mask_uri(error)[:300]}. "
+                f"could not load {mask_uri(what)} after {attempt} attempts in {wait:g} s: "
+                f"{mask_uri(error)[:300]}. "
                 "Check MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI and that the store is up "
                 "(MLFACTOR_REGISTRY_WAIT sets how long the service waits)."
             )

@@ -33,29 +33,28 @@ class RequestError(ValidationError):
         self.status = status
 
     def body(self) -> dict[str, Any]:
-        """The JSON error body: MLflow's ``error_code``/``message`` keys plus every problem."""
+        """Return the JSON error body: MLflow's ``error_code``/``message`` keys plus every problem."""
         code = {400: "BAD_REQUEST", 413: "REQUEST_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE"}.get(
             self.status, "BAD_REQUEST"
         )
         return {"error_code": code, "message": self.message, "problems": self.problems}
 
 
+def _short(text: str) -> str:
+    return text if len(text) <= 24 else text[:21] + "..."
+
+
 def describe(value: Any) -> str:
-    """A short description of a JSON value for error messages: its type, never the whole value."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"boolean {str(value).lower()}"
+    """Describe a JSON value for error messages by its type and a short prefix, never the whole value."""
+    if value is None or isinstance(value, bool):
+        return "null" if value is None else f"boolean {str(value).lower()}"
     if isinstance(value, int | float):
-        text = repr(value)
-        return f"number {text if len(text) <= 24 else text[:21] + '...'}"
+        return f"number {_short(repr(value))}"
     if isinstance(value, str):
-        shown = value if len(value) <= 24 else value[:21] + "..."
-        return f"string {json.dumps(shown)}"
-    if isinstance(value, list):
-        return f"array of {len(value)} item{'s' if len(value) != 1 else ''}"
-    if isinstance(value, dict):
-        return f"object with {len(value)} key{'s' if len(value) != 1 else ''}"
+        return f"string {json.dumps(_short(value))}"
+    if isinstance(value, list | dict):
+        noun = "array of {} item" if isinstance(value, list) else "object with {} key"
+        return noun.format(len(value)) + ("s" if len(value) != 1 else "")
     return type(value).__name__
 
 

@@ -44,7 +44,8 @@ def plan_variants(settings: Settings) -> tuple[str, list[tuple[str, str]], tuple
         if settings.variants or settings.shadow:
             raise ConfigError(
                 {
-                    "MLFACTOR_VARIANTS": "a Bento serves the one model it carries (MLFACTOR_BENTO_MODEL is set); "
+                    "MLFACTOR_VARIANTS": "a Bento serves the one model it carries "
+                    "(MLFACTOR_BENTO_MODEL is set); "
                     "unset MLFACTOR_VARIANTS and MLFACTOR_SHADOW, or serve from the registry."
                 }
             )
@@ -91,19 +92,18 @@ class ServingRuntime:
         return self.models.get(self.planned[0][0])
 
     def load(self, stopping: Any = lambda: False) -> None:
-        """Load every planned model once (the same URI only once), retrying an unreachable registry."""
-        by_uri: dict[str, ServedModel] = {}
+        """Load every planned model once (each URI once), retrying an unreachable registry."""
+        uris = list(dict.fromkeys(uri for _, uri in self.planned))
+        if self.settings.bento_model:
+            by_uri = {uri: load_from_bento_store(uri, self.settings.environ) for uri in uris}
+        else:
+            by_uri = load_with_retry(
+                lambda: load_from_registry(self.settings, uris),
+                what=", ".join(uris),
+                wait=self.settings.registry_wait,
+                stopping=stopping,
+            )
         for variant, uri in self.planned:
-            if uri not in by_uri:
-                if self.settings.bento_model:
-                    by_uri[uri] = load_from_bento_store(uri)
-                else:
-                    by_uri[uri] = load_with_retry(
-                        lambda u=uri: load_from_registry(self.settings, u),
-                        what=uri,
-                        wait=self.settings.registry_wait,
-                        stopping=stopping,
-                    )
             model = by_uri[uri]
             self.models[variant] = model
             event(
@@ -120,7 +120,7 @@ class ServingRuntime:
             )
 
     def current_weights(self) -> Sequence[tuple[str, int]]:
-        """The split in force: the ``variant_weights`` flag when set and valid, else the configured one."""
+        """Return the split in force: the valid ``variant_weights`` flag, else the configured split."""
         raw = self.flags.variant_weights() if self.flags.provider is not None else ""
         if not raw:
             return self.weights
@@ -140,7 +140,7 @@ class ServingRuntime:
             return self.weights
 
     def choose(self, key: str) -> str:
-        """The variant serving request key ``key``."""
+        """Return the variant serving request key ``key``."""
         return assign_variant(key, self.current_weights())
 
     def predict(self, rows: Sequence[Row], variant: str, *, allow_extra: bool) -> Prediction:

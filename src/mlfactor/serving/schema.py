@@ -16,7 +16,7 @@ from typing import Any
 
 from mlfactor.masking import is_secret_name
 from mlfactor.names import did_you_mean
-from mlfactor.serving.protocol import RequestError, Row, rows_text, describe
+from mlfactor.serving.protocol import RequestError, Row, describe, rows_text
 
 NUMERIC = {"double", "float", "long", "integer"}
 _EXPECTED = {
@@ -44,7 +44,7 @@ class Field:
         return f"{text} ({self.kind})" if self.kind in _EXPECTED else text
 
     def accepts(self, value: Any) -> bool:
-        """True when ``value`` (not null) has a JSON type this field takes."""
+        """Tell whether ``value`` (not null) has a JSON type this field takes."""
         kind = self.kind
         if kind in {"double", "float"}:
             return isinstance(value, int | float) and not isinstance(value, bool)
@@ -86,7 +86,7 @@ class InputSchema:
         return cls(tuple(fields))
 
     def to_dict(self) -> list[dict[str, Any]]:
-        """The schema as JSON (for /metadata)."""
+        """Return the schema as JSON (for /metadata)."""
         return [{"name": f.name, "type": f.kind, "required": f.required} for f in self.fields]
 
     def validate(self, rows: Sequence[Row], *, allow_extra: bool = False) -> None:
@@ -94,6 +94,32 @@ class InputSchema:
         if not self.fields:
             return
         by_name = {f.name: f for f in self.fields}
+        missing, wrong, extra = self._collect(rows, by_name, allow_extra=allow_extra)
+        problems = []
+        for name, (where, sample) in wrong.items():
+            field = by_name[name]
+            shown = "a value (masked)" if is_secret_name(name) else describe(sample)
+            problems.append(f"field '{name}': expected {field.expected}, got {shown} ({rows_text(where)})")
+        for name, where in missing.items():
+            problems.append(
+                f"field '{name}' is missing: expected {by_name[name].expected} ({rows_text(where)})"
+            )
+        for name, where in extra.items():
+            hint = did_you_mean(name, list(by_name))
+            problems.append(
+                f"unexpected field '{name}' ({rows_text(where)}).{hint} "
+                f"Expected only {', '.join(self.names)}."
+            )
+        if problems:
+            subject = (
+                f"{len(rows)} row{'s' if len(rows) != 1 else ''} checked against the model's input schema"
+            )
+            raise RequestError(400, subject, problems)
+
+    def _collect(
+        self, rows: Sequence[Row], by_name: dict[str, Field], *, allow_extra: bool
+    ) -> tuple[dict[str, list[int]], dict[str, tuple[list[int], Any]], dict[str, list[int]]]:
+        """Rows with each missing field, each wrongly typed field (with a sample) and each extra key."""
         missing: dict[str, list[int]] = {}
         wrong: dict[str, tuple[list[int], Any]] = {}
         extra: dict[str, list[int]] = {}
@@ -109,35 +135,17 @@ class InputSchema:
                 for key in row:
                     if key not in by_name:
                         extra.setdefault(key, []).append(index)
-        problems = []
-        for name, (where, sample) in wrong.items():
-            field = by_name[name]
-            shown = "a value (masked)" if is_secret_name(name) else describe(sample)
-            problems.append(f"field '{name}': expected {field.expected}, got {shown} ({rows_text(where)})")
-        for name, where in missing.items():
-            problems.append(
-                f"field '{name}' is missing: expected {by_name[name].expected} ({rows_text(where)})"
-            )
-        for name, where in extra.items():
-            hint = did_you_mean(name, list(by_name))
-            problems.append(
-                f"unexpected field '{name}' ({rows_text(where)}).{hint} Expected only {', '.join(self.names)}."
-            )
-        if problems:
-            subject = (
-                f"{len(rows)} row{'s' if len(rows) != 1 else ''} checked against the model's input schema"
-            )
-            raise RequestError(400, subject, problems)
+        return missing, wrong, extra
 
     def to_matrix(self, rows: Sequence[Row]) -> Any:
-        """A float64 numpy matrix of ``rows`` in signature order (numeric schemas only)."""
+        """Return a float64 numpy matrix of ``rows`` in signature order (numeric schemas only)."""
         import numpy as np
 
         names = self.names
         return np.array([[row.get(name) for name in names] for row in rows], dtype=np.float64)
 
     def to_frame(self, rows: Sequence[Row]) -> Any:
-        """A pandas DataFrame of ``rows`` with the signature's columns (extra keys dropped)."""
+        """Return a pandas DataFrame of ``rows`` with the signature's columns (extra keys dropped)."""
         import pandas as pd
 
         if not self.fields:

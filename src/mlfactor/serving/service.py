@@ -35,7 +35,7 @@ logger = get_logger("mlfactor.serving")
 
 
 def _startup_settings() -> Settings:
-    """Settings for this process; a bad configuration exits 78 with one JSON error line."""
+    """Load the settings for this process; a bad configuration exits 78 with one JSON error line."""
     try:
         settings = load_settings()
     except ConfigError as exc:

@@ -16,12 +16,12 @@ KEY_HEADER = "x-mlfactor-key"
 
 
 def variant_ref_uri(model_name: str, ref: str) -> str:
-    """The model URI of a variant reference: a version number or an alias."""
+    """Return the model URI of a variant reference: a version number or an alias."""
     return f"models:/{model_name}/{ref}" if ref.isdigit() else f"models:/{model_name}@{ref}"
 
 
 def bucket(key: str, total: int) -> int:
-    """The bucket in ``range(total)`` that ``key`` hashes to (SHA-256, stable across processes)."""
+    """Return the bucket in ``range(total)`` that ``key`` hashes to (SHA-256, stable across processes)."""
     digest = hashlib.sha256(key.encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big") % total
 
@@ -42,7 +42,7 @@ def assign_variant(key: str, weights: Sequence[tuple[str, int]]) -> str:
 
 
 def new_key() -> str:
-    """A random request key, for requests that carry none."""
+    """Return a random request key, for requests that carry none."""
     return secrets.token_hex(8)
 
 
