@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -78,3 +79,14 @@ def registered_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Regis
     """An iris classifier registered as ``iris-classifier@champion`` in a session store."""
     folder = tmp_path_factory.mktemp("registry")
     yield register_demo_model(store_environment(folder))
+
+
+@pytest.fixture(scope="session")
+def tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Run `make services` for the session: mlflow server on a fresh PostgreSQL database.
+
+    Declared here so every module shares one server; the body is in tests/integration/backends.py.
+    """
+    from backends import tracking_server_session  # noqa: PLC0415 - importable once integration tests load
+
+    yield from tracking_server_session(tmp_path_factory)
