@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import subprocess
 import time
 from collections.abc import Callable
@@ -40,6 +41,17 @@ _HTTP_MAX_RETRIES = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
 _HTTP_BACKOFF_FACTOR = "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"
 _SUPPRESS_URL_PRINTING = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
 _PROBE_TIMEOUT_S = 5.0
+_UNREACHABLE_MARKERS = (
+    "Failed to establish a new connection",
+    "Connection refused",
+    "Max retries exceeded",
+    "Connection aborted",
+    "RemoteDisconnected",
+    "Read timed out",
+    "server closed the connection unexpectedly",
+    "connection failed",
+)
+_API_URL = re.compile(r"API request to (?P<base>https?://[^/\s]+)")
 _DATABASE_HINT = (
     "Check the user, password and database name in MLFLOW_TRACKING_URI; for the local stack the "
     "database is created by `make services`."
@@ -181,6 +193,33 @@ def _retrying(settings: Settings, action: Callable[[], object]) -> None:
         "Start it (for the local stack: `make services`) or point MLFLOW_TRACKING_URI elsewhere.",
         uri=shown,
     ) from last
+
+
+def lost_store_error(exc: BaseException) -> BackingServiceError | None:
+    """Translate a tracking store lost in the middle of a command into BackingServiceError (exit 69).
+
+    MLflow raises a plain MlflowException (REST) or an SQLAlchemy OperationalError
+    when the store stops answering after :func:`connect` succeeded; entry points
+    report it as "backing service unavailable", naming the store with its
+    password masked, instead of a traceback. Returns None for any other error.
+    """
+    seen: BaseException | None = exc
+    for _ in range(20):  # follow the cause chain, never round a cycle forever
+        if seen is None:
+            break
+        text = str(seen)
+        if isinstance(
+            seen, MlflowException | sqlalchemy.exc.OperationalError | requests.ConnectionError
+        ) and any(marker in text for marker in _UNREACHABLE_MARKERS):
+            where = _API_URL.search(text)
+            uri = mask_uri(f"{where['base']}") if where else "the tracking store"
+            return BackingServiceError(
+                f"lost the tracking store {uri} while running: {_short(seen)}. Work in flight was not "
+                "recorded (its MLflow runs may show RUNNING). Start the store again and re-run.",
+                uri=uri,
+            )
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 class _StoreRefusedError(Exception):

@@ -24,7 +24,11 @@ def start(ctx: click.Context | None = None) -> Settings:
 
 
 def run_cli(group: click.Group, argv: Sequence[str] | None = None) -> int:
-    """Invoke ``group``; turn MlfactorError into its exit code and a message, never a traceback."""
+    """Invoke ``group``; turn MlfactorError into its exit code and a message, never a traceback.
+
+    A tracking store lost after the command connected (MLflow's own transport
+    errors) is reported as BackingServiceError, exit 69.
+    """
     try:
         result = group.main(args=list(argv) if argv is not None else None, standalone_mode=False)
     except click.exceptions.Abort:
@@ -35,13 +39,25 @@ def run_cli(group: click.Group, argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    except MlfactorError as exc:
-        report_error(exc)
-        return int(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         return int(ExitCode.INTERRUPTED)
+    except Exception as exc:
+        error = exc if isinstance(exc, MlfactorError) else _lost_store(exc)
+        if error is None:
+            raise
+        report_error(error)
+        return int(error.exit_code)
     return int(result) if isinstance(result, int) else 0
+
+
+def _lost_store(exc: Exception) -> MlfactorError | None:
+    """Return BackingServiceError (69) when the tracking store stopped answering mid-command."""
+    if "mlflow" not in sys.modules:
+        return None
+    from mlfactor.tracking import lost_store_error  # noqa: PLC0415 - mlflow is loaded by now; --help stays fast
+
+    return lost_store_error(exc)
 
 
 def report_error(exc: MlfactorError) -> None:
@@ -50,8 +66,14 @@ def report_error(exc: MlfactorError) -> None:
 
     if not logging.getLogger().handlers or isinstance(exc, ConfigError):
         configure_logging()
-    event(logger, "error", level=logging.ERROR, error=type(exc).__name__, message=str(exc),
-          exit_code=int(exc.exit_code))
+    event(
+        logger,
+        "error",
+        level=logging.ERROR,
+        error=type(exc).__name__,
+        message=str(exc),
+        exit_code=int(exc.exit_code),
+    )
     sys.stdout.flush()
     click.echo(f"Error: {exc}", err=True)
 
