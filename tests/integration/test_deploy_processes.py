@@ -28,7 +28,7 @@ import yaml
 from conftest import PROJECT_DIR, RegisteredModel
 from service_harness import free_port
 
-from mlfactor.deploy.container import stage_image_files
+from mlfactor.deploy.container import bentoml_stores, stage_image_files
 from mlfactor.deploy.local import LocalProcess, local_process
 from mlfactor.release.build import BENTOFILE, build_bento, load_bentofile
 from mlfactor.release.records import Release, create_release, read_env_file
@@ -90,7 +90,8 @@ def deployed(
     bentofile = load_bentofile(PROJECT_DIR / BENTOFILE)
     bentofile["include"] = [*bentofile["include"], *(f for f in JOB_FILES if f not in bentofile["include"])]
     (folder / BENTOFILE).write_text(yaml.safe_dump(bentofile), encoding="utf-8")
-    built = build_bento(settings, bentofile=folder / BENTOFILE)
+    with bentoml_stores(settings):  # this module's BENTOML_HOME, whatever other tests used before
+        built = build_bento(settings, bentofile=folder / BENTOFILE)
     jobs_uri = f"sqlite:///{folder / 'jobs.db'}"
     env_file = folder / "release.env"
     env_file.write_text(
@@ -99,7 +100,8 @@ def deployed(
         encoding="utf-8",
     )
     connect(read_env_file(env_file))  # the jobs' tracking store exists, as a shared server's would
-    release = create_release(connect(settings), settings, built.bento_tag, env_file=env_file)
+    with bentoml_stores(settings):
+        release = create_release(connect(settings), settings, built.bento_tag, env_file=env_file)
     out = folder / "manifests"
     done = subprocess.run(
         [MLFACTOR, "deploy", "render", release.release_id, "--out", str(out)],
@@ -128,6 +130,18 @@ def test_rendered_release_validates_strictly_and_keeps_the_bentos_dockerfile(dep
     assert summary["secret"] == {"keys": ["MLFLOW_TRACKING_TOKEN"], "name": "mlfactor-secrets"}
     assert not any("does not pack" in w for w in summary["warnings"])
     assert TOKEN not in "".join(p.read_text() for p in deployed.out.iterdir())
+
+
+def test_render_names_a_missing_release_and_writes_nothing(deployed: Deployed, tmp_path: Path) -> None:
+    """An unknown release id exits 66 with the newest releases listed; no folder is created."""
+    done = subprocess.run(
+        [MLFACTOR, "deploy", "render", "rel-does-not-exist", "--out", str(tmp_path / "out")],
+        env=deployed.env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 66
+    assert "release 'rel-does-not-exist' does not exist" in done.stderr
+    assert "Newest releases: rel-" in done.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def _get(url: str) -> int:

@@ -80,6 +80,9 @@ def render(
     Secrets are referenced from the Secret <app>-secrets, never written.
     Refuses (exit 65) manifests that break mlfactor's rules; the same release
     and options always give byte-identical files. Prints a JSON summary.
+
+    Exit codes: 0 written, 65 invalid options or a broken rule, 66 no such
+    release, 69 tracking store unavailable, 78 invalid configuration.
     """
     settings = start()
     options = DeployOptions(
