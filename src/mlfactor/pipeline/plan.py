@@ -27,7 +27,7 @@ from mlfactor.pipeline.parameters import (
     parse_override,
     value_problems,
 )
-from mlfactor.pipeline.spec import PipelineSpec, load_pipeline
+from mlfactor.pipeline.spec import PipelineSpec, parse_pipeline
 
 
 @dataclass(frozen=True)
@@ -67,11 +67,12 @@ def _split_overrides(
 
 def make_plan(path: Path, overrides: Sequence[str] = (), *, project_dir: Path | None = None) -> Plan:
     """Load, check and plan the pipeline at ``path``; raise one ValidationError listing every problem."""
-    spec = load_pipeline(path, project_dir=project_dir)
-    problems: list[str] = []
+    spec, problems = parse_pipeline(path, project_dir=project_dir)
     global_overrides, step_overrides = _split_overrides(overrides, spec, problems)
     notebooks: dict[str, NotebookParameters] = {}
     for step in spec.steps:
+        if step.notebook.suffix != ".ipynb" or not step.notebook.is_file():
+            continue  # reported by parse_pipeline
         try:
             notebooks[step.name] = inspect_parameters(step.notebook)
         except Exception as exc:  # noqa: BLE001 - any unreadable notebook is a user problem

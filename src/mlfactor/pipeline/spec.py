@@ -145,6 +145,11 @@ def _unknown_keys(data: Mapping[Any, Any], allowed: tuple[str, ...], where: str)
     return problems
 
 
+def _misspelt(data: Mapping[Any, Any], key: str) -> bool:
+    """True when an unknown key of ``data`` is a likely misspelling of ``key`` (already reported)."""
+    return any(did_you_mean(str(k), [key]) for k in data if k not in STEP_KEYS)
+
+
 def _check_name(value: Any, where: str) -> str | None:
     if not isinstance(value, str) or not NAME_PATTERN.match(value):
         return (
@@ -188,13 +193,15 @@ def _step(raw: Any, index: int, project_dir: Path, problems: list[str]) -> StepS
         where = f"step {name!r}"
     problems.extend(_unknown_keys(raw, STEP_KEYS, where))
     if "name" not in raw:
-        problems.append(f"{where}: missing key 'name'.")
+        if not _misspelt(raw, "name"):
+            problems.append(f"{where}: missing key 'name'.")
     elif (bad := _check_name(name, f"{where}.name")) is not None:
         problems.append(bad)
     ref = raw.get("notebook")
     path = _resolve_notebook(ref, project_dir) if isinstance(ref, str) and ref.strip() else None
     if "notebook" not in raw:
-        problems.append(f"{where}: missing key 'notebook' (the path of the step's .ipynb).")
+        if not _misspelt(raw, "notebook"):
+            problems.append(f"{where}: missing key 'notebook' (the path of the step's .ipynb).")
     elif (bad := _notebook_problem(ref, path, where, project_dir)) is not None:
         problems.append(bad)
     parameters = raw.get("parameters") or {}
@@ -220,8 +227,9 @@ def _step(raw: Any, index: int, project_dir: Path, problems: list[str]) -> StepS
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         problems.append(f"{where}.retries: got {retries!r}; expected a whole number >= 0.")
         retries = 0
-    if not isinstance(name, str) or path is None:
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
         return None
+    path = path or Path()
     return StepSpec(
         name=name,
         notebook=path.resolve() if path.exists() else path,
@@ -257,6 +265,19 @@ def _metric(raw: Any, problems: list[str]) -> MetricSpec | None:
 
 def load_pipeline(path: Path, *, project_dir: Path | None = None) -> PipelineSpec:
     """Read ``path`` and check its structure; one ValidationError lists every problem found."""
+    spec, problems = parse_pipeline(path, project_dir=project_dir)
+    if problems:
+        raise ValidationError(f"pipeline {spec.relative_path}", problems)
+    return spec
+
+
+def parse_pipeline(path: Path, *, project_dir: Path | None = None) -> tuple[PipelineSpec, list[str]]:
+    """Read ``path``; return what could be understood and the list of structural problems.
+
+    Steps with a usable name are kept even when other fields are wrong, so
+    later checks (parameters, graph) can still report their own problems.
+    A file that is not YAML or not a mapping raises at once.
+    """
     path = path.expanduser().resolve()
     data, raw = read_pipeline_file(path)
     root = project_dir or find_project_dir(path.parent)
@@ -295,10 +316,8 @@ def load_pipeline(path: Path, *, project_dir: Path | None = None) -> PipelineSpe
     metric = _metric(data.get("metric"), problems)
     if metric is not None and steps and metric.step not in seen:
         problems.append(f"metric.step: no step named {metric.step!r}.{did_you_mean(metric.step, seen)}")
-    if problems:
-        raise ValidationError(subject, problems)
     explicit = any(isinstance(s, Mapping) and "depends_on" in s for s in raw_steps)
-    return PipelineSpec(
+    spec = PipelineSpec(
         name=str(name),
         experiment=str(experiment),
         path=path,
@@ -309,3 +328,4 @@ def load_pipeline(path: Path, *, project_dir: Path | None = None) -> PipelineSpe
         metric=metric,
         explicit_dependencies=explicit,
     )
+    return spec, problems

@@ -344,8 +344,8 @@ def _read_outputs(path: Path) -> dict[str, Any]:
 
 
 def _first_line(text: str) -> str:
-    lines = str(text).strip().splitlines()
-    return lines[0][:500] if lines else ""
+    """The exception text on one line (multi-line messages joined), at most 500 characters."""
+    return " ".join(str(text).split())[:500]
 
 
 def _cleanup(work: Path) -> None:
