@@ -30,6 +30,7 @@ from service_harness import free_port
 
 from mlfactor.deploy.container import bentoml_stores, stage_image_files
 from mlfactor.deploy.local import LocalProcess, local_process
+from mlfactor.deploy.render import render_release
 from mlfactor.release.build import BENTOFILE, build_bento, load_bentofile
 from mlfactor.release.records import Release, create_release, read_env_file
 from mlfactor.settings import Settings, load_settings
@@ -130,6 +131,14 @@ def test_rendered_release_validates_strictly_and_keeps_the_bentos_dockerfile(dep
     assert summary["secret"] == {"keys": ["MLFLOW_TRACKING_TOKEN"], "name": "mlfactor-secrets"}
     assert not any("does not pack" in w for w in summary["warnings"])
     assert TOKEN not in "".join(p.read_text() for p in deployed.out.iterdir())
+
+
+def test_rendering_a_real_release_again_gives_the_same_bytes(deployed: Deployed, tmp_path: Path) -> None:
+    """The library renders the release the CLI rendered into byte-identical files, Dockerfile included."""
+    render_release(deployed.settings, deployed.release, tmp_path / "again")
+    first = {p.name: p.read_bytes() for p in deployed.out.iterdir()}
+    assert "Dockerfile" in first
+    assert {p.name: p.read_bytes() for p in (tmp_path / "again").iterdir()} == first
 
 
 def test_render_names_a_missing_release_and_writes_nothing(deployed: Deployed, tmp_path: Path) -> None:
