@@ -15,7 +15,7 @@ SERVICES_DATABASE_URI ?= postgresql://postgres@127.0.0.1:5432/mlfactor
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export BENTOML_DO_NOT_TRACK ?= true
 
-.PHONY: help install run pipeline serve lab test lint lock clean services services-stop bench-serve bench-batch
+.PHONY: help install run pipeline serve lab test lint lock clean services services-stop bench-serve bench-batch bench-pipeline
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -59,6 +59,9 @@ services-stop: $(STAMP) ## Stop the stack `make services` started (only that pro
 bench-serve: $(STAMP) ## Benchmark the service against mlflow models serve and a minimal BentoML service (needs wrk)
 	@command -v wrk >/dev/null || { echo "bench-serve needs wrk: sudo apt-get install -y wrk (Debian/Ubuntu) or brew install wrk"; exit 2; }
 	$(BIN)/python benchmarks/bench_serve.py --out benchmarks/results/bench-serve-latest.json
+
+bench-pipeline: $(STAMP) ## Demo pipeline: mlfactor run vs plain papermill vs a plain script (REPEAT=5), ratios
+	$(BIN)/python benchmarks/bench_pipeline.py --repeat $(or $(REPEAT),5)
 
 SIZES_MB ?= 10,40,160
 bench-batch: $(STAMP) ## Peak RSS of `mlfactor admin batch-score` as the scored file grows (SIZES_MB=10,40,160)
