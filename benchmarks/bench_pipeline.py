@@ -33,7 +33,7 @@ TARGET = 1.10
 
 
 def environment(folder: Path) -> dict[str, str]:
-    """A clean environment pointing at a store inside ``folder``."""
+    """Return a clean environment pointing at a store inside ``folder``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFACTOR_", "MLFLOW_", "BENTOML_"))}
     env.update(
         {
@@ -60,7 +60,7 @@ def timed(argv: list[str], env: dict[str, str], cwd: Path) -> float:
 
 
 def write_scripts(folder: Path) -> list[Path]:
-    """The notebooks' code cells (parameters first) as plain Python files."""
+    """Write the notebooks' code cells (parameters first) as plain Python files."""
     scripts = []
     for notebook in NOTEBOOKS:
         cells = json.loads(notebook.read_text())["cells"]
@@ -81,7 +81,7 @@ def run_mlfactor(env: dict[str, str], out: Path) -> float:
 
 
 def run_papermill(env: dict[str, str], out: Path) -> float:
-    """The two notebooks through the papermill CLI, one after the other."""
+    """Run the two notebooks through the papermill CLI, one after the other."""
     out.mkdir(parents=True, exist_ok=True)
     total = 0.0
     for notebook in NOTEBOOKS:
@@ -103,7 +103,7 @@ def run_papermill(env: dict[str, str], out: Path) -> float:
 
 
 def run_script(env: dict[str, str], scripts: list[Path]) -> float:
-    """The two notebooks' code as plain Python processes."""
+    """Run the two notebooks' code as plain Python processes."""
     return sum(timed([sys.executable, str(script)], env, PROJECT_DIR / "notebooks") for script in scripts)
 
 

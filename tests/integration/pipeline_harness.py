@@ -116,7 +116,7 @@ def run_mlfactor(args: list[str], env: dict[str, str], folder: Path, timeout: fl
 
 
 def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
-    """The given processes that still run (zombies and reused pids excluded)."""
+    """Return the given processes that still run (zombies and reused pids excluded)."""
     left = []
     for proc in processes:
         try:

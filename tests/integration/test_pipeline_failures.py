@@ -29,10 +29,11 @@ class Scenario:
 
     @property
     def client(self) -> MlflowClient:
+        """A client of the scenario's store."""
         return MlflowClient(tracking_uri=self.env["MLFLOW_TRACKING_URI"])
 
     def runs(self) -> dict[str, str]:
-        """run name -> status of every run in the store."""
+        """Run name -> status of every run in the store."""
         experiment = self.client.get_experiment_by_name("tests")
         assert experiment is not None
         runs = self.client.search_runs([experiment.experiment_id])

@@ -18,6 +18,7 @@ CRON = PROJECT_DIR / "deploy" / "cron"
 
 
 def documents() -> list[dict]:
+    """Return the objects of the CronJob manifest."""
     return [doc for doc in yaml.safe_load_all(CRONJOB.read_text()) if doc]
 
 

@@ -16,12 +16,14 @@ NB = FIXTURES / "records-output.ipynb"
 
 
 def spec_of(tmp_path: Path, steps: str) -> Path:
+    """Write a pipeline file with ``steps``."""
     path = tmp_path / "p.yaml"
     path.write_text("name: p\nsteps:\n" + steps)
     return path
 
 
 def step(name: str, extra: str = "") -> str:
+    """YAML of one step."""
     return f"  - name: {name}\n    notebook: {NB}\n{extra}"
 
 

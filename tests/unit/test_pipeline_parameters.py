@@ -111,7 +111,7 @@ def test_overrides_parse_yaml_values() -> None:
     assert parse_override("seed=7") == (None, "seed", 7)
     assert parse_override("train.tags=[a, b]") == ("train", "tags", ["a", "b"])
     assert parse_override("train.name=hello world") == ("train", "name", "hello world")
-    with pytest.raises(ValueError, match="STEP.NAME=VALUE"):
+    with pytest.raises(ValueError, match=r"STEP\.NAME=VALUE"):
         parse_override("train.C")
 
 

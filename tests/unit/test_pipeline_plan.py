@@ -51,7 +51,7 @@ def test_injection_attempts_are_refused(tmp_path: Path) -> None:
     path.write_text(
         "name: p\nsteps:\n"
         f"  - name: a\n    notebook: {FIXTURES / 'records-output.ipynb'}\n"
-        "    parameters: {\"value\\nimport os\": 1, label: !!binary aGVsbG8=}\n"
+        '    parameters: {"value\\nimport os": 1, label: !!binary aGVsbG8=}\n'
     )
     with pytest.raises(ValidationError) as caught:
         make_plan(path)

@@ -25,6 +25,7 @@ steps:
 
 
 def write(tmp_path: Path, text: str) -> Path:
+    """Write a pipeline file."""
     path = tmp_path / "pipeline.yaml"
     path.write_text(text)
     return path
@@ -60,7 +61,9 @@ def test_three_mistakes_give_one_error_listing_all_three(tmp_path: Path) -> None
     assert len(problems) == 3, problems
     assert any("'paramters'" in p and "Did you mean 'parameters'?" in p for p in problems)
     assert any("timeout" in p and "'soon'" in p for p in problems)
-    assert any("02-evaluat.ipynb" in p and "Did you mean 'notebooks/02-evaluate.ipynb'?" in p for p in problems)
+    assert any(
+        "02-evaluat.ipynb" in p and "Did you mean 'notebooks/02-evaluate.ipynb'?" in p for p in problems
+    )
     assert caught.value.exit_code == ExitCode.INVALID_INPUT
 
 
@@ -68,15 +71,28 @@ def test_three_mistakes_give_one_error_listing_all_three(tmp_path: Path) -> None
     ("text", "expected"),
     [
         pytest.param("steps: []\n", "steps: missing or empty", id="no-steps"),
-        pytest.param("name: 'a b'\nsteps: [{name: x, notebook: notebooks/01-train.ipynb}]\n", "name: got 'a b'",
-                     id="bad-name"),
-        pytest.param("steps: [{name: x, notebook: notebooks/01-train.ipynb}, "
-                     "{name: x, notebook: notebooks/01-train.ipynb}]\n", "more than one step", id="duplicate"),
+        pytest.param(
+            "name: 'a b'\nsteps: [{name: x, notebook: notebooks/01-train.ipynb}]\n",
+            "name: got 'a b'",
+            id="bad-name",
+        ),
+        pytest.param(
+            "steps: [{name: x, notebook: notebooks/01-train.ipynb}, "
+            "{name: x, notebook: notebooks/01-train.ipynb}]\n",
+            "more than one step",
+            id="duplicate",
+        ),
         pytest.param("steps: [{name: x, notebook: README.md}]\n", "is not a notebook", id="not-ipynb"),
-        pytest.param("steps: [{name: x, notebook: notebooks/01-train.ipynb, retries: -1}]\n", "retries",
-                     id="bad-retries"),
-        pytest.param("steps: [{name: x, notebook: notebooks/01-train.ipynb}]\nmetric: {step: y, name: a}\n",
-                     "no step named 'y'", id="metric-step"),
+        pytest.param(
+            "steps: [{name: x, notebook: notebooks/01-train.ipynb, retries: -1}]\n",
+            "retries",
+            id="bad-retries",
+        ),
+        pytest.param(
+            "steps: [{name: x, notebook: notebooks/01-train.ipynb}]\nmetric: {step: y, name: a}\n",
+            "no step named 'y'",
+            id="metric-step",
+        ),
         pytest.param("steps: [x: 1\n", "not valid YAML at line", id="yaml"),
     ],
 )

@@ -45,8 +45,10 @@ def test_malformed_sweeps_are_reported_together() -> None:
 
 def test_ranking_follows_the_goal() -> None:
     """Points rank best first for max and min goals; points without a value come last."""
-    points = [SweepPoint(i, {"a.x": i}, 0, {"metric": {"value": v}, "status": "FINISHED"})
-              for i, v in enumerate([0.5, 0.9, None, 0.7])]
+    points = [
+        SweepPoint(i, {"a.x": i}, 0, {"metric": {"value": v}, "status": "FINISHED"})
+        for i, v in enumerate([0.5, 0.9, None, 0.7])
+    ]
     best_max = rank(points, MetricSpec("a", "acc", "max"))
     assert [p.index for p in best_max] == [1, 3, 0, 2]
     best_min = rank(points, MetricSpec("a", "loss", "min"))

@@ -40,7 +40,7 @@ def write_notebook(path: Path, nb: Any) -> None:
 
 
 def markdown_cell(text: str, tags: list[str]) -> Any:
-    """A new markdown cell with ``tags``."""
+    """Create a markdown cell with ``tags``."""
     cell = _new_markdown_cell(text)
     cell.metadata["tags"] = tags
     return cell
@@ -77,7 +77,7 @@ def keep_notebook(partial: Path, final: Path, secrets: Iterable[str]) -> Path | 
 
 def render_html(notebook: Path) -> Path | None:
     """Render ``notebook`` to HTML beside it; None (and a warning event) when rendering fails."""
-    from nbconvert import HTMLExporter
+    from nbconvert import HTMLExporter  # noqa: PLC0415 - nbconvert loads only to render HTML
 
     exporter: Any = HTMLExporter
     target = notebook.with_suffix(".html")

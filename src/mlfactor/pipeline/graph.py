@@ -25,7 +25,7 @@ class StepGraph:
     needs: Mapping[str, frozenset[str]]
 
     def ready(self, done: Iterable[str], started: Iterable[str]) -> list[str]:
-        """Steps whose prerequisites are all done and that have not started, in file order."""
+        """List the steps whose prerequisites are all done and that have not started, in file order."""
         finished, begun = set(done), set(started)
         return [s for s in self.order if s not in begun and self.needs[s] <= finished]
 

@@ -92,7 +92,7 @@ def _quiet_kill(pid: int, signum: int) -> None:
 
 
 def kernel_manager_class(env: Mapping[str, str], handle: KernelHandle) -> type[KernelManager]:
-    """A KernelManager class that starts its kernel with ``env`` and reports it to ``handle``.
+    """Return a KernelManager class that starts its kernel with ``env`` and reports it to ``handle``.
 
     The kernel's own stdout goes to the runner's stderr, so the runner's stdout
     stays JSON lines; cell output still reaches the notebook through ipykernel.

@@ -56,7 +56,7 @@ def installed_packages() -> list[str]:
 
 
 def packages_text(packages: list[str]) -> str:
-    """The packages artifact's content."""
+    """Render the packages artifact."""
     return "\n".join(packages) + "\n"
 
 
@@ -107,7 +107,7 @@ def step_tags(step: str, notebook: Path, project_dir: Path, attempt: int) -> dic
 
 
 def param_value(value: Any) -> str:
-    """A parameter as ``mlflow.log_param`` stores it (``str(value)``), so a notebook may log it again."""
+    """Render a parameter as ``mlflow.log_param`` does (``str``), so a notebook may log it again."""
     return str(value)[:6000]
 
 

@@ -54,7 +54,7 @@ class NotebookParameters:
 
 
 def secret_name_problem(name: str, where: str) -> str:
-    """The message refusing a secret-looking parameter name, saying how to pass the secret instead."""
+    """Refuse a secret-looking parameter name, saying how to pass the secret instead."""
     return (
         f"{where}: parameter {name!r} looks like a secret. papermill writes parameters into the executed "
         "notebook (twice), so secrets must never be parameters: put the value in the environment "
@@ -111,7 +111,7 @@ def find_parameters_cells(nb: Any) -> list[int]:
 
 def inspect_parameters(path: Path) -> NotebookParameters:
     """Read the notebook's declared parameters (no kernel is started)."""
-    from papermill.translators import papermill_translators
+    from papermill.translators import papermill_translators  # noqa: PLC0415 - papermill loads on use
 
     nb = read_notebook(path)
     kernel = nb.metadata.get("kernelspec", {}).get("name") or "python3"
@@ -167,7 +167,7 @@ def _fits(value: Any, type_name: str) -> bool:
 
 
 def has_reference(value: Any) -> bool:
-    """True when ``value`` (or anything inside it) references a step output."""
+    """Tell whether ``value`` (or anything inside it) references a step output."""
     if isinstance(value, str):
         return REFERENCE.search(value) is not None
     if isinstance(value, list):

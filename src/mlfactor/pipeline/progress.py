@@ -19,13 +19,13 @@ class Progress(Protocol):
     """What the runner reports as steps advance."""
 
     def step_started(self, step: str, cells: int) -> None:
-        """A step's kernel is starting; its notebook has ``cells`` cells."""
+        """Report that a step's kernel is starting; its notebook has ``cells`` cells."""
 
     def cell_started(self, step: str, index: int, cells: int) -> None:
         """Cell ``index`` (1-based) of ``cells`` started in ``step``."""
 
     def step_finished(self, step: str, status: str) -> None:
-        """A step ended with ``status``."""
+        """Report that a step ended with ``status``."""
 
     def close(self) -> None:
         """Stop displaying."""
@@ -92,7 +92,7 @@ class TerminalProgress:
         return self
 
     def line(self) -> str:
-        """The current status text."""
+        """Return the current status text."""
         now = time.monotonic()
         parts = []
         for step, (index, cells, since) in self._steps.items():
@@ -141,7 +141,7 @@ class TerminalProgress:
 
 
 def make_progress(enabled: bool | None, stream: IO[str] | None = None) -> Progress:
-    """A terminal display when ``enabled`` (None: when ``stream`` is a terminal), else no display."""
+    """Return a terminal display when ``enabled`` (None: when ``stream`` is a terminal), else no display."""
     target = stream or sys.stdout
     if enabled is None:
         enabled = bool(getattr(target, "isatty", lambda: False)())

@@ -70,7 +70,7 @@ class PipelineResult:
         return {name: dict(r.outputs) for name, r in self.steps.items() if r.outputs}
 
     def summary(self) -> dict[str, Any]:
-        """The final JSON line of ``mlfactor run``."""
+        """Return the final JSON line of ``mlfactor run``."""
         data: dict[str, Any] = {
             "pipeline": self.pipeline,
             "run_id": self.run_id,
@@ -188,7 +188,7 @@ def run_pipeline(
 class _Scheduler:
     """Start ready steps on worker threads and watch them from the main thread."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - internal, called once
         self,
         plan: Plan,
         settings: Settings,

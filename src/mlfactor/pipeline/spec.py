@@ -78,7 +78,7 @@ class PipelineSpec:
     explicit_dependencies: bool = False
 
     def step(self, name: str) -> StepSpec:
-        """The step called ``name``."""
+        """Return the step called ``name``."""
         for step in self.steps:
             if step.name == name:
                 return step
@@ -146,7 +146,7 @@ def _unknown_keys(data: Mapping[Any, Any], allowed: tuple[str, ...], where: str)
 
 
 def _misspelt(data: Mapping[Any, Any], key: str) -> bool:
-    """True when an unknown key of ``data`` is a likely misspelling of ``key`` (already reported)."""
+    """Tell whether an unknown key of ``data`` is a likely misspelling of ``key``."""
     return any(did_you_mean(str(k), [key]) for k in data if k not in STEP_KEYS)
 
 
@@ -183,7 +183,7 @@ def _notebook_problem(ref: Any, path: Path | None, where: str, project_dir: Path
     return None
 
 
-def _step(raw: Any, index: int, project_dir: Path, problems: list[str]) -> StepSpec | None:
+def _step(raw: Any, index: int, project_dir: Path, problems: list[str]) -> StepSpec | None:  # noqa: PLR0912 - one check per key
     where = f"steps[{index}]"
     if not isinstance(raw, Mapping):
         problems.append(f"{where}: got {raw!r}; expected a mapping with at least name and notebook.")

@@ -85,7 +85,7 @@ class StepResult:
     attempts: int = 0
 
     def summary(self) -> dict[str, Any]:
-        """The step's part of the pipeline's final JSON line."""
+        """Return the step's part of the pipeline's final JSON line."""
         data: dict[str, Any] = {
             "status": self.status,
             "run_id": self.run_id,
@@ -124,9 +124,9 @@ def run_step(ctx: StepContext) -> StepResult:
 
 
 def _attempt(ctx: StepContext, attempt: int) -> StepResult:
-    import papermill
-    from nbclient.exceptions import DeadKernelError
-    from papermill.exceptions import PapermillExecutionError
+    import papermill  # noqa: PLC0415 - papermill and nbclient load only when a step runs
+    from nbclient.exceptions import DeadKernelError  # noqa: PLC0415 - papermill and nbclient load only when a step runs
+    from papermill.exceptions import PapermillExecutionError  # noqa: PLC0415 - papermill and nbclient load only when a step runs
 
     step = ctx.step
     tags = {
@@ -226,7 +226,7 @@ def _attempt(ctx: StepContext, attempt: int) -> StepResult:
     return StepResult(step.name, status, run_id, duration, outputs, error, notebook, attempt)
 
 
-def _finish(
+def _finish(  # noqa: PLR0917 - internal
     ctx: StepContext,
     run_id: str,
     partial: Path,
@@ -344,7 +344,7 @@ def _read_outputs(path: Path) -> dict[str, Any]:
 
 
 def _first_line(text: str) -> str:
-    """The exception text on one line (multi-line messages joined), at most 500 characters."""
+    """Return the exception text on one line (multi-line messages joined), at most 500 characters."""
     return " ".join(str(text).split())[:500]
 
 

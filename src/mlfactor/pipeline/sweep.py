@@ -1,4 +1,4 @@
-"""Parameter sweeps: a grid of ``-p`` overrides run as separate pipeline runs, ranked by the pipeline's metric.
+"""Parameter sweeps: a grid of ``-p`` overrides run as separate pipeline runs, ranked by a metric.
 
 ``--sweep train.C=0.1,1,10 --sweep train.max_iter=100,200`` is the grid of
 every combination, in a fixed order: options in the order given, values in
@@ -115,7 +115,7 @@ def as_overrides(values: Mapping[str, Any]) -> list[str]:
 
 
 def sweep_id(pipeline_sha256: str, options: Sequence[str]) -> str:
-    """A stable id for a grid of a pipeline file (used when none is given)."""
+    """Return a stable id for a grid of a pipeline file (used when none is given)."""
     digest = hashlib.sha256((pipeline_sha256 + "\n" + "\n".join(options)).encode()).hexdigest()
     return digest[:12]
 
@@ -131,7 +131,7 @@ def rank(points: Sequence[SweepPoint], metric: MetricSpec | None) -> list[SweepP
 
 
 def table(points: Sequence[SweepPoint], metric: MetricSpec | None) -> str:
-    """A plain-text table of the ranked points."""
+    """Render the ranked points as a plain-text table."""
     label = f"{metric.step}.{metric.name} ({metric.goal})" if metric else "metric"
     rows = [("rank", "index", "status", label, "run_id", "parameters")]
     for i, p in enumerate(points, 1):
