@@ -80,6 +80,7 @@ WRONG_USER = "postgresql://no_such_role_xyz:pw-123456@127.0.0.1:5432/postgres"
     ],
     ids=["run-wrong-database", "run-wrong-user", "services-wrong-user"],
 )
+@pytest.mark.postgres
 def test_wrong_database_or_user_is_a_clear_error(tmp_path: Path, command: str, uri: str, says: str) -> None:
     """A PostgreSQL URI naming a missing database or role: exit 78, the server's reason, no traceback."""
     require_postgres()

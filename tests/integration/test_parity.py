@@ -49,7 +49,7 @@ class Backend:
         return connect(load_settings(self.env))
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Backend:
     """Yield an empty sqlite store, or the session's PostgreSQL-backed server (skipped without it)."""
     folder = tmp_path_factory.mktemp(f"parity-{request.param}")
