@@ -1,20 +1,28 @@
 """`make bench-serve`: mlfactor's service against `mlflow models serve` and a minimal BentoML service.
 
-One after the other on this machine, with the same registered model (an iris
-LogisticRegression in a fresh sqlite store), each server is started, timed to
-its first successful prediction (cold start), measured idle (RSS of its whole
-process tree), then driven with wrk through the same ``/invocations``
-``dataframe_split`` payloads (1 and 100 rows) at concurrency 1, 8 and 32;
-loaded RSS is taken right after the heaviest run. Prints a table, the ratios
-of mlfactor to each anchor and whether the issue's targets are met, and writes
-the figures as JSON (``--out``).
+With the same registered model (an iris LogisticRegression in a fresh sqlite
+store) every target is started in turn and timed from launch to its first
+successful prediction (cold start); all then stay up, idle RSS is measured
+over each whole process tree, and wrk drives each through the same
+``/invocations`` ``dataframe_split`` payloads (1 and 100 rows) at concurrency
+1, 8 and 32. The targets are driven **interleaved**, in ``--rounds`` rounds
+(alternating order), and the medians are reported, so load from other
+processes on the machine hits every target alike. Loaded RSS is taken after
+the runs. Prints the tables, the ratios of mlfactor to each anchor and
+whether the issue's targets are met, and writes every figure as JSON (``--out``).
 
-Usage: python benchmarks/bench_serve.py [--duration 10] [--targets mlflow,minimal,mlfactor] [--out FILE]
+Targets: ``mlflow`` (``mlflow models serve``), ``minimal`` (benchmarks/minimal_bento.py),
+``mlfactor`` (``mlfactor serve``, model from the registry), ``mlfactor-bento``
+(``mlfactor serve`` with the model packed in the BentoML store, as a built Bento
+runs), ``mlfactor-2w`` (registry, ``MLFACTOR_WORKERS=2``).
+
+Usage: python benchmarks/bench_serve.py [--duration 6] [--rounds 2] [--targets ...] [--out FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -22,12 +30,14 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,6 +59,7 @@ TARGETS = {
 
 
 def free_port() -> int:
+    """Return a TCP port nobody listens on."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -77,6 +88,7 @@ def register_model(env: dict[str, str]) -> str:
 
 
 def payload(rows: int) -> bytes:
+    """Return a dataframe_split body of ``rows`` iris rows."""
     from sklearn.datasets import load_iris
 
     data = load_iris().data.tolist()
@@ -85,6 +97,7 @@ def payload(rows: int) -> bytes:
 
 
 def post(port: int, body: bytes, timeout: float = 5) -> tuple[int, Any]:
+    """POST ``body`` to /invocations; return the status and parsed body."""
     req = urllib.request.Request(
         f"http://127.0.0.1:{port}/invocations",
         data=body,
@@ -99,6 +112,7 @@ def post(port: int, body: bytes, timeout: float = 5) -> tuple[int, Any]:
 
 
 def tree_rss_mib(pid: int) -> float:
+    """Return the RSS of ``pid`` and all its descendants, in MiB."""
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
@@ -106,14 +120,13 @@ def tree_rss_mib(pid: int) -> float:
         return 0.0
     total = 0
     for proc in procs:
-        try:
+        with contextlib.suppress(psutil.Error):
             total += proc.memory_info().rss
-        except psutil.Error:
-            pass
     return round(total / 2**20, 1)
 
 
 def command(target: str, port: int, env: dict[str, str]) -> tuple[list[str], dict[str, str], Path]:
+    """Return the command line, environment and working folder that start ``target``."""
     uri = "models:/iris-classifier@champion"
     if target == "mlflow":
         return (
@@ -150,10 +163,30 @@ def command(target: str, port: int, env: dict[str, str]) -> tuple[list[str], dic
             HERE,
         )
     workers = "2" if target == "mlfactor-2w" else "1"
-    return [str(BIN / "mlfactor"), "serve"], {**env, "PORT": str(port), "MLFACTOR_WORKERS": workers}, PROJECT
+    extra = {"PORT": str(port), "MLFACTOR_WORKERS": workers}
+    if target == "mlfactor-bento":  # the model packed in the BentoML store, as in a built Bento: no registry
+        extra["MLFACTOR_BENTO_MODEL"] = env["BENCH_BENTO_MODEL"]
+    return [str(BIN / "mlfactor"), "serve"], {**env, **extra}, PROJECT
+
+
+def pack_model(env: dict[str, str], version: str) -> str:
+    """Copy the registered version into the BentoML model store (as `mlfactor build` does); return the tag."""
+    code = (
+        "import bentoml, sys\n"
+        "m = bentoml.mlflow.import_model('iris-classifier', sys.argv[1], labels={'registered_model': "
+        "'iris-classifier', 'version': sys.argv[2]})\n"
+        "print(m.tag)\n"
+    )
+    uri = f"models:/iris-classifier/{version}"
+    done = subprocess.run(
+        [sys.executable, "-c", code, uri, version], env=env, capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip().splitlines()[-1]
 
 
 def parse_wrk(text: str) -> dict[str, float]:
+    """Return rps, p50, p99 and error counts from wrk's --latency output."""
+
     def ms(value: str) -> float:
         number, unit = re.match(r"([\d.]+)(us|ms|s|m)", value).groups()  # type: ignore[union-attr]
         return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
@@ -173,6 +206,7 @@ def parse_wrk(text: str) -> dict[str, float]:
 
 
 def run_wrk(port: int, lua: Path, concurrency: int, duration: float) -> dict[str, float]:
+    """Run wrk against /invocations and return its parsed figures."""
     threads = min(2, concurrency)
     done = subprocess.run(
         [
@@ -193,25 +227,29 @@ def run_wrk(port: int, lua: Path, concurrency: int, duration: float) -> dict[str
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop a started server: SIGTERM its process group, then SIGKILL."""
     try:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
     except (ProcessLookupError, subprocess.TimeoutExpired):
         pass
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
-def bench_target(
-    target: str,
-    env: dict[str, str],
-    bodies: dict[int, bytes],
-    luas: dict[int, Path],
-    duration: float,
-    logs: Path,
-) -> dict[str, Any]:
+@dataclass
+class Started:
+    """A server started by the benchmark."""
+
+    target: str
+    process: subprocess.Popen[bytes]
+    port: int
+    cold_start_s: float
+    first_answer: Any
+
+
+def start_target(target: str, env: dict[str, str], body: bytes, logs: Path) -> Started:
+    """Start ``target`` and time it from launch to its first successful prediction (cold start)."""
     port = free_port()
     argv, full_env, cwd = command(target, port, env)
     log = logs / f"{target}.log"
@@ -220,46 +258,50 @@ def bench_target(
         process = subprocess.Popen(
             argv, cwd=cwd, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
-    try:
-        cold = None
-        first: Any = None
-        while time.monotonic() - started < 180:
-            if process.poll() is not None:
-                raise RuntimeError(f"{target} exited {process.returncode}; see {log}")
-            try:
-                status, first = post(port, bodies[1], timeout=2)
-                if status == 200:
-                    cold = time.monotonic() - started
-                    break
-            except OSError:
-                pass
-            time.sleep(0.05)
-        if cold is None:
-            raise RuntimeError(f"{target} did not answer within 180 s; see {log}")
-        time.sleep(3)
-        idle = tree_rss_mib(process.pid)
-        runs: dict[str, Any] = {}
-        for rows in ROW_COUNTS:
-            for concurrency in CONCURRENCY:
-                run_wrk(port, luas[rows], concurrency, 2)  # warm-up
-                runs[f"{rows}row_c{concurrency}"] = run_wrk(port, luas[rows], concurrency, duration)
-                print(
-                    f"  {target:12} {rows:>3}-row c={concurrency:<2} {runs[f'{rows}row_c{concurrency}']}",
-                    flush=True,
-                )
-        loaded = tree_rss_mib(process.pid)
-        return {
-            "cold_start_s": round(cold, 2),
-            "idle_rss_mib": idle,
-            "loaded_rss_mib": loaded,
-            "runs": runs,
-            "first_answer": first,
-        }
-    finally:
-        stop(process)
+    while time.monotonic() - started < 300:
+        if process.poll() is not None:
+            raise RuntimeError(f"{target} exited {process.returncode}; see {log}")
+        with contextlib.suppress(OSError):
+            status, first = post(port, body, timeout=2)
+            if status == 200:
+                return Started(target, process, port, round(time.monotonic() - started, 2), first)
+        time.sleep(0.05)
+    stop(process)
+    raise RuntimeError(f"{target} did not answer within 300 s; see {log}")
+
+
+def median_run(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Return the median of each figure over rounds (errors summed)."""
+    return {
+        "rps": round(statistics.median(s["rps"] for s in samples), 1),
+        "p50_ms": round(statistics.median(s["p50_ms"] for s in samples), 2),
+        "p99_ms": round(statistics.median(s["p99_ms"] for s in samples), 2),
+        "non_2xx": sum(s["non_2xx"] for s in samples),
+        "rounds": samples,
+    }
+
+
+def drive(servers: list[Started], luas: dict[int, Path], *, duration: float, rounds: int) -> dict[str, Any]:
+    """Run every (rows, concurrency) case on every server, interleaved, ``rounds`` times; medians."""
+    runs: dict[str, dict[str, Any]] = {s.target: {} for s in servers}
+    for rows in ROW_COUNTS:
+        for concurrency in CONCURRENCY:
+            key = f"{rows}row_c{concurrency}"
+            samples: dict[str, list[dict[str, Any]]] = {s.target: [] for s in servers}
+            for round_no in range(rounds):
+                order = servers if round_no % 2 == 0 else list(reversed(servers))
+                for server in order:
+                    run_wrk(server.port, luas[rows], concurrency, 1)  # warm-up
+                    samples[server.target].append(run_wrk(server.port, luas[rows], concurrency, duration))
+            for server in servers:
+                runs[server.target][key] = median_run(samples[server.target])
+                figures = {k: v for k, v in runs[server.target][key].items() if k != "rounds"}
+                print(f"  {server.target:12} {rows:>3}-row c={concurrency:<2} {figures}", flush=True)
+    return runs
 
 
 def print_report(results: dict[str, Any]) -> dict[str, Any]:
+    """Print the tables, ratios and targets; return the ratios."""
     names = list(results["targets"])
     print("\n| target | cold start s | idle RSS MiB | loaded RSS MiB |")
     print("|---|---|---|---|")
@@ -313,12 +355,16 @@ def print_report(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> int:
+    """Run the benchmark."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run (default 10)")
+    parser.add_argument("--duration", type=float, default=6.0, help="seconds per wrk run (default 6)")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="interleaved rounds per case; medians (default 2)"
+    )
     parser.add_argument(
         "--targets",
-        default="mlflow,minimal,mlfactor",
-        help="comma-separated: mlflow, minimal, mlfactor, mlfactor-2w",
+        default="mlflow,minimal,mlfactor,mlfactor-bento,mlfactor-2w",
+        help="comma-separated: mlflow, minimal, mlfactor, mlfactor-bento, mlfactor-2w",
     )
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     args = parser.parse_args()
@@ -343,6 +389,7 @@ def main() -> int:
         }
     )
     version = register_model(env)
+    env["BENCH_BENTO_MODEL"] = pack_model(env, version)
     bodies = {rows: payload(rows) for rows in ROW_COUNTS}
     luas = {}
     for rows, body in bodies.items():
@@ -373,9 +420,27 @@ def main() -> int:
         f"bench-serve: model iris-classifier v{version}, wrk {args.duration:g} s per run, machine {machine}",
         flush=True,
     )
-    for target in [t.strip() for t in args.targets.split(",") if t.strip()]:
-        print(f"starting {target} ...", flush=True)
-        results["targets"][target] = bench_target(target, env, bodies, luas, args.duration, work)
+    servers: list[Started] = []
+    try:
+        for target in [t.strip() for t in args.targets.split(",") if t.strip()]:
+            print(f"starting {target} ...", flush=True)
+            servers.append(start_target(target, env, bodies[1], work))
+            print(f"  cold start {servers[-1].cold_start_s} s", flush=True)
+        time.sleep(3)
+        idle = {s.target: tree_rss_mib(s.process.pid) for s in servers}
+        runs = drive(servers, luas, duration=args.duration, rounds=args.rounds)
+        loaded = {s.target: tree_rss_mib(s.process.pid) for s in servers}
+    finally:
+        for server in servers:
+            stop(server.process)
+    for server in servers:
+        results["targets"][server.target] = {
+            "cold_start_s": server.cold_start_s,
+            "idle_rss_mib": idle[server.target],
+            "loaded_rss_mib": loaded[server.target],
+            "runs": runs[server.target],
+            "first_answer": server.first_answer,
+        }
     answers = {json.dumps(r["first_answer"]) for r in results["targets"].values()}
     results["same_answer_everywhere"] = len(answers) == 1
     results["ratios"] = print_report(results)

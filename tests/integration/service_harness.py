@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -22,7 +23,7 @@ FEATURES = list(IRIS_ROW)
 
 
 def free_port() -> int:
-    """A TCP port nobody listens on right now."""
+    """Return a TCP port nobody listens on right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -37,7 +38,7 @@ class Answer:
     body: bytes
 
     def json(self) -> Any:
-        """The body parsed as JSON."""
+        """Return the body parsed as JSON."""
         return json.loads(self.body)
 
 
@@ -108,7 +109,7 @@ class Server:
         raise AssertionError(f"service not ready after {timeout} s:\n{self.output()}")
 
     def output(self) -> str:
-        """The tail of stdout and stderr, for failure messages."""
+        """Return the tail of stdout and stderr, for failure messages."""
         out = "\n".join(self.lines()[-30:])
         err = "\n".join(self.stderr.read_text(encoding="utf-8", errors="replace").splitlines()[-30:])
         return f"--- stdout ---\n{out}\n--- stderr ---\n{err}"
@@ -123,10 +124,8 @@ class Server:
                 pass
             except ProcessLookupError:
                 pass
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         if self.process.poll() is None:
             self.process.wait(timeout=10)
 

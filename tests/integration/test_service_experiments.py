@@ -30,7 +30,7 @@ ROWS = [
 
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Path, dict[str, str]]]:
-    """A store with champion (v1) and challenger (v2) and a service splitting between them."""
+    """Return a store with champion (v1) and challenger (v2) and a service splitting between them."""
     folder = tmp_path_factory.mktemp("service-experiments")
     env = store_environment(folder)
     champion = register_demo_model(env, alias="champion", C=1.0)
@@ -56,7 +56,7 @@ def _set_flags(path: Path, data: Any) -> None:
     text = data if isinstance(data, str) else json.dumps(data)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    tmp.replace(path)
 
 
 def _wait_for(condition: Any, timeout: float = 8.0) -> Any:
@@ -87,7 +87,7 @@ def test_each_key_sticks_to_one_variant_named_in_response(experiment: Any) -> No
 
 
 def test_shadow_predictions_are_logged_never_returned(experiment: Any) -> None:
-    """The shadow scores every request after the answer; its predictions appear in the log, not the response."""
+    """The shadow scores each request after the answer; its predictions are logged, never returned."""
     server, _, versions = experiment
     answer = server.post_json(
         "/invocations",
@@ -105,7 +105,7 @@ def test_shadow_predictions_are_logged_never_returned(experiment: Any) -> None:
 
 
 def test_editing_the_flags_file_changes_behaviour_without_restart(experiment: Any) -> None:
-    """Flags take effect within seconds: prediction logging on, weights moved, shadow off; broken file ignored."""
+    """Flag edits apply within seconds (logging on, weights moved, shadow off); a broken file is ignored."""
     server, flags, _ = experiment
     pid_before = worker_pids(server)
     _set_flags(flags, {"shadow": True, "log_predictions": True})
@@ -143,7 +143,7 @@ def test_editing_the_flags_file_changes_behaviour_without_restart(experiment: An
 
 
 def test_over_the_concurrency_limit_answers_429_while_health_stays_200(experiment: Any) -> None:
-    """With MLFACTOR_MAX_CONCURRENCY=2, a burst of big requests gets 429s at once; /livez and /readyz stay 200."""
+    """MLFACTOR_MAX_CONCURRENCY=2: a burst of big requests gets 429s at once; /livez and /readyz stay 200."""
     server, _, _ = experiment
     payload = json.dumps(
         {"dataframe_split": {"columns": FEATURES, "data": [list(IRIS_ROW.values())] * 8000}}
@@ -188,3 +188,17 @@ def test_a_dead_worker_is_replaced(experiment: Any) -> None:
     assert new
     server.wait_ready(timeout=120)
     assert server.post_json("/predict", {"records": [IRIS_ROW]}).status == 200
+
+
+def test_the_service_keeps_answering_while_the_registry_is_gone(experiment: Any) -> None:
+    """With the registry database moved away, predictions and metadata still answer 200."""
+    server, flags, _ = experiment
+    database = flags.parent / "mlflow.db"
+    hidden = database.with_suffix(".hidden")
+    database.rename(hidden)
+    try:
+        assert server.post_json("/predict", {"records": [IRIS_ROW]}).status == 200
+        assert server.post_json("/invocations", {"dataframe_records": ROWS}).status == 200
+        assert server.request("GET", "/metadata").status == 200
+    finally:
+        hidden.rename(database)

@@ -11,7 +11,6 @@ import threading
 import time
 import urllib.error
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,7 +37,7 @@ def server(registered_model: Any, tmp_path_factory: pytest.TempPathFactory) -> I
 
 @pytest.fixture(scope="module")
 def iris_rows() -> list[dict[str, float]]:
-    """The 150 iris rows with the model's feature names."""
+    """Return the 150 iris rows with the model's feature names."""
     from sklearn.datasets import load_iris
 
     frame = load_iris(as_frame=True).frame.drop(columns=["target"])
@@ -206,7 +205,10 @@ def test_metrics_count_requests_per_model_version_and_variant(server: Server, re
     """/metrics exposes request counts and latency histograms labelled with version and variant."""
     server.post_json("/predict", {"records": [IRIS_ROW]})
     text = server.request("GET", "/metrics").body.decode()
-    labels = f'model="iris-classifier",path="/predict",status="200",variant="champion",version="{registered_model.version}"'
+    labels = (
+        f'model="iris-classifier",path="/predict",status="200",variant="champion",'
+        f'version="{registered_model.version}"'
+    )
     count_lines = [line for line in text.splitlines() if line.startswith("mlfactor_requests_total{")]
     assert any(all(part in line for part in labels.split(",")) for line in count_lines), count_lines
     assert "mlfactor_request_duration_seconds_bucket{" in text
@@ -219,7 +221,7 @@ def test_liveness_and_readiness_answer(server: Server) -> None:
 
 
 def test_sigterm_with_32_requests_in_flight(server: Server) -> None:
-    """SIGTERM: readiness turns 503 first, all 32 in-flight requests complete whole, exit within the grace period."""
+    """SIGTERM: readiness 503 first, all 32 in-flight requests complete whole, exit within the grace."""
     rows = [IRIS_ROW] * 5000
     payload = json.dumps(
         {"dataframe_split": {"columns": FEATURES, "data": [list(r.values()) for r in rows]}}

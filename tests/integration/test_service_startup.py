@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.slow
 def test_unreachable_registry_keeps_readyz_503_then_exits_69(
     store_env: dict[str, str], tmp_path: Path
 ) -> None:
-    """`mlfactor serve` with no registry: /livez 200, /readyz 503 while retrying, then exit 69 with an event."""
+    """`mlfactor serve` without a registry: /livez 200, /readyz 503 while retrying, then exit 69."""
     dead = free_port()
     server = start_service(
         store_env,
@@ -36,10 +37,8 @@ def test_unreachable_registry_keeps_readyz_503_then_exits_69(
         deadline = time.monotonic() + 90
         while server.process.poll() is None and time.monotonic() < deadline:
             for path in ("/livez", "/readyz"):
-                try:
+                with contextlib.suppress(OSError):
                     seen.add((path, server.request("GET", path, timeout=2).status))
-                except OSError:
-                    pass
             time.sleep(0.3)
         returncode = server.process.wait(timeout=30)
     finally:
@@ -89,7 +88,8 @@ def test_a_packed_bento_model_is_served_without_the_registry(registered_model: A
         tmp_path,
         extra={
             "MLFACTOR_BENTO_MODEL": tag,
-            "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}",  # nothing listens: a registry call would fail
+            # nothing listens there: any registry call would fail
+            "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}",
             "MLFACTOR_RELEASE": "rel-7",
         },
     )

@@ -1,4 +1,4 @@
-"""Runtime flags through OpenFeature over a file: edits take effect, a broken file keeps the last good flags."""
+"""Runtime flags through OpenFeature over a file: edits apply, a broken file keeps the last good flags."""
 
 from __future__ import annotations
 

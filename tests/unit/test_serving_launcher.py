@@ -12,7 +12,7 @@ def test_port_host_and_grace_come_from_settings(store_env: dict[str, str]) -> No
     settings = load_settings(
         {**store_env, "PORT": "8080", "BENTOML_PORT": "9000", "MLFACTOR_GRACE_PERIOD": "2.5"}
     )
-    command, workdir = serve_command(settings)
+    command, _ = serve_command(settings)
     assert command[command.index("--port") + 1] == "9000"
     assert command[command.index("--host") + 1] == "127.0.0.1"
     assert command[command.index("--timeout-graceful-shutdown") + 1] == "3"

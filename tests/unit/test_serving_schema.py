@@ -43,7 +43,7 @@ def test_extra_fields_are_allowed_when_asked() -> None:
 
 
 def test_booleans_are_not_numbers() -> None:
-    """true is not accepted where a number is expected (JSON booleans are not 1/0)."""
+    """True is not accepted where a number is expected (JSON booleans are not 1/0)."""
     with pytest.raises(RequestError, match="got boolean true"):
         SCHEMA.validate([{"x": True, "n": 1}])
 
@@ -88,3 +88,11 @@ def test_schema_from_an_mlflow_signature() -> None:
         {"name": "b", "type": "string", "required": False},
     ]
     assert not schema.numeric
+
+
+def test_nan_and_infinity_literals_are_refused() -> None:
+    """Python's JSON parser accepts NaN and Infinity; the schema refuses them where a number is expected."""
+    with pytest.raises(RequestError, match="got number nan"):
+        SCHEMA.validate([{"x": float("nan"), "n": 1}])
+    with pytest.raises(RequestError, match="got number inf"):
+        SCHEMA.validate([{"x": float("inf"), "n": 1}])

@@ -22,7 +22,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -40,6 +40,7 @@ from mlfactor.serving.variants import KEY_HEADER, new_key
 access_logger = get_logger("mlfactor.access")
 logger = get_logger("mlfactor.serving")
 
+CLIENT_CLOSED = 499  # nginx's "client closed request", for the access line only
 INLINE_ROWS = 256  # smaller requests predict on the event loop: a thread hop costs more than the model
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -85,7 +86,7 @@ class RequestMiddleware:
         settings = self.state.settings
         if settings is None:
             return 1 << 30
-        return max(1, math.ceil(settings.max_concurrency / max(1, self.state.workers)))
+        return max(1, math.ceil(int(settings.max_concurrency) / max(1, self.state.workers)))
 
     def _default_model(self) -> tuple[str, str, str]:
         runtime = self.state.runtime
@@ -253,6 +254,9 @@ def build_app(state: ServiceState) -> Starlette:
                 served = await asyncio.to_thread(runtime.predict, rows, variant, allow_extra=invocations)
         except RequestError as exc:
             return json_response({**exc.body(), **_context_fields(ctx)}, exc.status)
+        except ClientDisconnect:
+            # The client went away while sending its body: nobody to answer; 499 in the access line.
+            return Response(status_code=CLIENT_CLOSED)
         except Exception as exc:
             logger.exception(
                 "prediction_failed",

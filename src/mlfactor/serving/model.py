@@ -23,6 +23,7 @@ use MLflow's pyfunc.
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib
 import json
 import logging
@@ -72,6 +73,7 @@ class ServedModel:
     predict_path: str
     flavor: str
     estimator: Any = field(default=None, repr=False)
+    matrix_estimator: Any = field(default=None, repr=False)
     pyfunc: Any = field(default=None, repr=False)
     predict_fn: str = "predict"
     bento_tag: str | None = None
@@ -80,7 +82,7 @@ class ServedModel:
     def predict(self, rows: Sequence[Row]) -> list[Any]:
         """Predictions for valid ``rows`` as JSON-ready values."""
         if self.predict_path == PATH_MATRIX:
-            return _jsonable(getattr(self.estimator, self.predict_fn)(self.schema.to_matrix(rows)))
+            return _jsonable(getattr(self.matrix_estimator, self.predict_fn)(self.schema.to_matrix(rows)))
         frame = self.schema.to_frame(rows)
         if self.predict_path == PATH_FRAME:
             return _jsonable(getattr(self.estimator, self.predict_fn)(frame))
@@ -163,13 +165,22 @@ def _choose_native_path(served: ServedModel, example: list[Row] | None) -> str:
     warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
     if not served.schema.numeric or not example:
         return PATH_FRAME
-    method = getattr(served.estimator, served.predict_fn)
+    # A private shallow copy without `feature_names_in_`: otherwise scikit-learn warns on every
+    # matrix call ("X does not have valid feature names"), which costs about 40 % of a one-row predict.
+    fast = copy.copy(served.estimator)
+    if "feature_names_in_" in vars(fast):
+        del fast.feature_names_in_
     try:
-        matrix = _jsonable(method(served.schema.to_matrix(example)))
-        same = matrix == _jsonable(method(served.schema.to_frame(example)))
+        matrix = _jsonable(getattr(fast, served.predict_fn)(served.schema.to_matrix(example)))
+        same = matrix == _jsonable(
+            getattr(served.estimator, served.predict_fn)(served.schema.to_frame(example))
+        )
     except Exception:  # noqa: BLE001 - any failure on a matrix means the estimator needs a DataFrame
         same = False
-    return PATH_MATRIX if same else PATH_FRAME
+    if not same:
+        return PATH_FRAME
+    served.matrix_estimator = fast
+    return PATH_MATRIX
 
 
 def _warm_imports() -> None:

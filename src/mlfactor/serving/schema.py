@@ -10,6 +10,7 @@ the native estimator predicts on, in signature order.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,8 +47,8 @@ class Field:
     def accepts(self, value: Any) -> bool:
         """Tell whether ``value`` (not null) has a JSON type this field takes."""
         kind = self.kind
-        if kind in {"double", "float"}:
-            return isinstance(value, int | float) and not isinstance(value, bool)
+        if kind in {"double", "float"}:  # NaN and Infinity literals are not JSON numbers
+            return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
         if kind in {"long", "integer"}:
             return isinstance(value, int) and not isinstance(value, bool)
         if kind == "boolean":

@@ -79,7 +79,7 @@ class MlfactorService:
         """Readiness: every model loaded and no shutdown under way."""
         return STATE.ready
 
-    @bentoml.on_shutdown
+    @bentoml.on_shutdown  # type: ignore[untyped-decorator]  # bentoml ships no types for it
     def shutdown(self) -> None:
         """Log the end of a graceful shutdown (in-flight requests are finished by now)."""
         began = STATE.extra.get("shutdown_started")
