@@ -51,10 +51,10 @@ lint: $(STAMP) ## ruff and mypy
 	$(BIN)/mypy
 
 services: $(STAMP) ## Run mlflow server + PostgreSQL in the foreground on 127.0.0.1:SERVICES_PORT (5000); use it with MLFLOW_TRACKING_URI=http://127.0.0.1:5000
-	$(BIN)/mlfactor services up --port $(SERVICES_PORT) --database-uri $(SERVICES_DATABASE_URI)
+	@$(BIN)/mlfactor services up --port $(SERVICES_PORT) --database-uri $(SERVICES_DATABASE_URI)
 
 services-stop: $(STAMP) ## Stop the stack `make services` started (only that process)
-	$(BIN)/mlfactor services down
+	@$(BIN)/mlfactor services down
 
 bench-serve: $(STAMP) ## Benchmark the service against mlflow models serve and a minimal BentoML service (needs wrk)
 	@command -v wrk >/dev/null || { echo "bench-serve needs wrk: sudo apt-get install -y wrk (Debian/Ubuntu) or brew install wrk"; exit 2; }
