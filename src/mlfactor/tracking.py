@@ -282,7 +282,7 @@ def _short(exc: BaseException | None) -> str:
         return "no answer"
     text = str(exc).strip().splitlines()
     first = text[0] if text else type(exc).__name__
-    return mask_uri(first)[:300]
+    return mask_text(first)[:300]
 
 
 def _is_config_problem(exc: MlflowException) -> bool:
