@@ -94,7 +94,7 @@ def test_first_version_is_promoted_and_a_worse_one_is_not(demo: DemoRuns) -> Non
     assert demo.second.summary["outputs"]["train"]["model_version"] == "2"
     assert demo.second.summary["outputs"]["evaluate"] == {"promoted": False, "champion_version": "1"}
     client = demo.client
-    assert client.get_model_version_by_alias("iris-classifier", "champion").version == "1"
+    assert str(client.get_model_version_by_alias("iris-classifier", "champion").version) == "1"
     moves = alias_history(client, "iris-classifier", "champion")
     assert [m.to_version for m in moves] == ["1"]
     assert moves[0].pipeline_run_id == demo.first.summary["run_id"]

@@ -18,13 +18,13 @@ def test_independent_steps_overlap_and_outputs_flow(tmp_path: Path) -> None:
             "name": "a",
             "notebook": fixture("sleeps.ipynb"),
             "depends_on": [],
-            "parameters": {"seconds": 4.0, "label": "from-a"},
+            "parameters": {"seconds": 3.0, "label": "from-a"},
         },
         {
             "name": "b",
             "notebook": fixture("sleeps.ipynb"),
             "depends_on": [],
-            "parameters": {"seconds": 4.0, "label": "from-b"},
+            "parameters": {"seconds": 3.0, "label": "from-b"},
         },
         {
             "name": "join",
@@ -43,7 +43,7 @@ def test_independent_steps_overlap_and_outputs_flow(tmp_path: Path) -> None:
     outputs = result.summary["outputs"]
     a, b = outputs["a"], outputs["b"]
     assert a["started"] < b["ended"] and b["started"] < a["ended"], "a and b ran at the same time"
-    assert outputs["join"] == {"received": 4, "text": "label from-a"}
+    assert outputs["join"] == {"received": 3, "text": "label from-a"}
     order = [
         (e["event"], e["step"]) for e in result.events if e.get("event") in ("step_started", "step_finished")
     ]

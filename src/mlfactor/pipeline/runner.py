@@ -170,6 +170,7 @@ def run_pipeline(
             with _Signals().installed() as signals:
                 scheduler.run(signals)
         finally:
+            scheduler.drain()
             (progress or NullProgress()).close()
         result = scheduler.result(time.monotonic() - started, dict(tags or {}))
         _record_outcome(client, plan, result)
@@ -212,6 +213,17 @@ class _Scheduler:
         self.stopping = threading.Event()
         self.signum = 15
         self.failed = False
+        self.publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlfactor-publish")
+        self.published: list[Future[None]] = []
+
+    def publish(self, job: Callable[[], None]) -> None:
+        """Render and log a finished step's notebook and end its run, while later steps start."""
+        self.published.append(self.publisher.submit(job))
+
+    def drain(self) -> None:
+        """Wait until every finished step's notebook is logged and its run ended."""
+        wait(self.published)
+        self.publisher.shutdown(wait=True)
 
     def _on_kernel(self, step: str) -> Callable[[KernelHandle | None], None]:
         def record(handle: KernelHandle | None) -> None:
@@ -242,6 +254,7 @@ class _Scheduler:
             on_kernel=self._on_kernel(name),
             stopping=self.stopping,
             signal_number=lambda: self.signum,
+            publish=self.publish,
         )
 
     def _resolve(self, name: str) -> Mapping[str, Any] | None:

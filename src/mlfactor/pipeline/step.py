@@ -69,6 +69,8 @@ class StepContext:
     on_kernel: Callable[[KernelHandle | None], None] = lambda handle: None
     stopping: threading.Event = field(default_factory=threading.Event)
     signal_number: Callable[[], int] = lambda: 15
+    # Renders, logs the notebook and ends the run; the runner does it off the critical path.
+    publish: Callable[[Callable[[], None]], None] = lambda job: job()
 
 
 @dataclass
@@ -242,8 +244,6 @@ def _finish(  # noqa: PLR0917 - internal
         if error is not None and type(error) is not StepFailedError:
             _mark_stop(partial, error, tracker.current)
         notebook = keep_notebook(partial, final, ctx.secrets)
-        if notebook is not None:
-            log_notebook(ctx.client, run_id, notebook, render_html(notebook))
         tags = [RunTag(lineage.STATUS_TAG, status)]
         tags += [RunTag(f"{lineage.OUTPUT_TAG_PREFIX}{k}", str(v)[:5000]) for k, v in outputs.items()]
         if error is not None:
@@ -251,7 +251,16 @@ def _finish(  # noqa: PLR0917 - internal
         ctx.client.log_batch(run_id, tags=tags)
     except Exception as exc:  # noqa: BLE001 - the outcome below must still be recorded
         event(logger, "step_artifacts_failed", level=40, run_id=run_id, error=str(exc)[:300])
-    ctx.client.set_terminated(run_id, status)
+
+    def publish() -> None:
+        try:
+            if notebook is not None:
+                log_notebook(ctx.client, run_id, notebook, render_html(notebook))
+        except Exception as exc:  # noqa: BLE001 - the run must still be ended
+            event(logger, "step_artifacts_failed", level=40, run_id=run_id, error=str(exc)[:300])
+        ctx.client.set_terminated(run_id, status)
+
+    ctx.publish(publish)
     return notebook
 
 
