@@ -25,16 +25,18 @@ _store: dict[str, str] = {}
 def _notebook_environment() -> dict[str, str]:
     if not _store:
         folder = Path(tempfile.mkdtemp(prefix="mlfactor-nbval-"))
-        _store.update({
-            "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
-            "MLFACTOR_ARTIFACT_ROOT": str(folder / "artifacts"),
-            "MLFACTOR_PROJECT_DIR": str(PROJECT_DIR),
-            "MLFACTOR_LOG_FORMAT": "json",
-            "MLFLOW_DISABLE_TELEMETRY": "true",
-            "BENTOML_DO_NOT_TRACK": "true",
-            "MPLBACKEND": "Agg",
-            "_MLFACTOR_NBVAL_FOLDER": str(folder),
-        })
+        _store.update(
+            {
+                "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
+                "MLFACTOR_ARTIFACT_ROOT": str(folder / "artifacts"),
+                "MLFACTOR_PROJECT_DIR": str(PROJECT_DIR),
+                "MLFACTOR_LOG_FORMAT": "json",
+                "MLFLOW_DISABLE_TELEMETRY": "true",
+                "BENTOML_DO_NOT_TRACK": "true",
+                "MPLBACKEND": "Agg",
+                "_MLFACTOR_NBVAL_FOLDER": str(folder),
+            }
+        )
     return _store
 
 
