@@ -62,7 +62,7 @@ def test_store_down_at_start_retries_then_exits_69_naming_the_uri(tmp_path: Path
     retries = [e for e in events if e["event"] == "backing_service_retry"]
     assert [e["delay_s"] for e in retries] == [0.2, 0.4]
     assert not [e for e in events if e["event"] == "step_started"]  # no kernel was started
-    assert elapsed < 60
+    assert elapsed < 120  # MLflow alone would retry each attempt for about four minutes
 
 
 WRONG_DATABASE = "postgresql://postgres:pw-123456@127.0.0.1:5432/mlfactor_no_such_db"
