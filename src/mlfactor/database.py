@@ -115,7 +115,7 @@ def _connect(uri: str, target: PostgresTarget, database: str) -> psycopg2.extens
             ) from None
         raise BackingServiceError(
             f"PostgreSQL at {target.host}:{target.port} does not answer ({text.splitlines()[0]}). "
-            "Start it (Debian: `pg_ctlcluster --skip-systemctl-redirect 15 main start`; Docker: "
-            "`docker compose up -d postgres`) and run again.",
+            "Start it (Debian: `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`; "
+            "Docker: `docker compose up -d postgres`) and run again.",
             uri=shown,
         ) from None

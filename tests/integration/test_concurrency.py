@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 PIPELINE = "tests/fixtures/backing/registers-and-promotes.yaml"
 SERVER_RUNS = 8
-SQLITE_RUNS = 4
+SQLITE_RUNS = 3
 
 
 def run_at_once(env: dict[str, str], count: int, folder: Path, model: str) -> list[dict[str, Any]]:
