@@ -6,6 +6,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -13,7 +14,7 @@ from conftest import RegisteredModel
 from service_harness import FEATURES, Server, start_service
 from sklearn.datasets import load_iris
 
-from mlfactor.admin.batch_score import batch_score
+from mlfactor.admin.batch_score import batch_score, load_served_model
 from mlfactor.errors import ValidationError
 
 pytestmark = pytest.mark.slow
@@ -37,10 +38,16 @@ def server(registered_model: RegisteredModel, tmp_path_factory: pytest.TempPathF
     started.stop()
 
 
+@pytest.fixture(scope="module")
+def champion(registered_model: RegisteredModel) -> tuple[RegisteredModel, Any]:
+    """Load the champion once, as batch-score resolves it, for the tests that score several files."""
+    return registered_model, load_served_model(registered_model.settings)
+
+
 @pytest.mark.parametrize("formats", [("csv", "parquet"), ("parquet", "csv")], ids=["csv-in", "parquet-in"])
 def test_batch_predictions_equal_the_service(
     server: Server,
-    registered_model: RegisteredModel,
+    champion: tuple[RegisteredModel, Any],
     iris: pd.DataFrame,
     tmp_path: Path,
     formats: tuple[str, str],
@@ -52,8 +59,9 @@ def test_batch_predictions_equal_the_service(
         iris.to_csv(inp, index=False)
     else:
         iris.to_parquet(inp, index=False)
-    result = batch_score(registered_model.settings, inp, out, chunk_rows=32)
-    assert (result.rows, result.model_version) == (150, registered_model.version)
+    registered, model = champion
+    result = batch_score(registered.settings, inp, out, chunk_rows=32, model=model)
+    assert (result.rows, result.model_version) == (150, registered.version)
     scored = pd.read_csv(out) if target == "csv" else pd.read_parquet(out)
     assert list(scored.columns) == [*iris.columns, "prediction"]
     assert scored["id"].tolist() == iris["id"].tolist()

@@ -71,21 +71,15 @@ def postgres_database() -> Iterator[str]:
 
 @pytest.mark.postgres
 @pytest.mark.slow
-def test_postgres_upgrade_from_the_cli_twice(postgres_database: str, tmp_path: Path) -> None:
-    """`mlfactor admin db-upgrade` migrates an empty PostgreSQL database, and running it again is a no-op."""
+def test_postgres_upgrade_twice(postgres_database: str, tmp_path: Path) -> None:
+    """An empty PostgreSQL database is migrated; `mlfactor admin db-upgrade` run again is a no-op."""
     env = {**store_environment(tmp_path), "MLFLOW_TRACKING_URI": postgres_database}
-    runs = []
-    for _ in range(2):
-        done = subprocess.run(
-            [MLFACTOR, "admin", "db-upgrade"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr
-        runs.append(json.loads(done.stdout.strip().splitlines()[-1])[0])
-    assert (runs[0]["before"], runs[0]["changed"]) == (None, True)
-    assert (runs[1]["before"], runs[1]["changed"]) == (runs[0]["after"], False)
-    assert schema_revision(postgres_database) == runs[0]["latest"]
+    [first] = upgrade_all(load_settings(env))
+    assert (first.before, first.changed) == (None, True)
+    done = subprocess.run(
+        [MLFACTOR, "admin", "db-upgrade"], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    [again] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (again["before"], again["after"], again["changed"]) == (first.latest, first.latest, False)
+    assert schema_revision(postgres_database) == first.latest

@@ -188,9 +188,12 @@ def test_concurrent_promotions_from_processes_are_all_recorded(store: Store) -> 
 def test_cli_promote_rollback_and_errors(store: Store) -> None:
     """The CLI promotes (seen by this process), refuses a typo with exit 66 and a hint; rollback exits 66."""
     name = store.new_model("cli-model")
+    unmoved = store.new_model("cli-unmoved", versions=1)
+    store.client.set_registered_model_alias(unmoved, "champion", "1")  # set outside mlfactor: no history
     commands = [
         ["promote", name, "2", "--reason", "from the cli", "--pipeline-run-id", "abc123"],
         ["promote", "cli-modle", "1"],
+        ["rollback", unmoved],
     ]
     procs = [
         subprocess.Popen(
@@ -198,7 +201,9 @@ def test_cli_promote_rollback_and_errors(store: Store) -> None:
         )
         for args in commands
     ]
-    (promoted_out, promoted_err), (_, typo_err) = (p.communicate(timeout=120) for p in procs)
+    (promoted_out, promoted_err), (_, typo_err), (_, rollback_err) = (
+        p.communicate(timeout=120) for p in procs
+    )
     assert procs[0].returncode == 0, promoted_err
     result = json.loads(promoted_out.strip().splitlines()[-1])
     assert (result["to_version"], result["reason"], result["pipeline_run_id"]) == (
@@ -211,6 +216,5 @@ def test_cli_promote_rollback_and_errors(store: Store) -> None:
     assert "Traceback" not in typo_err
     history = alias_history(store.client, name)
     assert [(m.to_version, m.reason) for m in history] == [("2", "from the cli")]
-    nothing = _run(store.env, "rollback", name)
-    assert nothing.returncode == 66
-    assert "nothing to roll back to" in nothing.stderr
+    assert procs[2].returncode == 66
+    assert f"mlfactor promote {unmoved} VERSION --alias champion" in rollback_err

@@ -23,6 +23,7 @@ from mlflow.tracking import MlflowClient
 from service_harness import FEATURES, Server, free_port
 from sklearn.datasets import load_iris
 
+from mlfactor.admin.batch_score import batch_score
 from mlfactor.errors import ConfigError, NotFoundError
 from mlfactor.release import BuildResult, build_bento, create_release
 from mlfactor.release.build import use_bentoml_home
@@ -147,7 +148,9 @@ def test_release_refuses_bad_config_and_unknown_bento(built: Built, tmp_path: Pa
 
 
 @pytest.fixture(scope="module")
-def released_server(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Any]]:
+def released_server(
+    built: Built, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Server, Any, dict[str, str]]]:
     """`bentoml serve BENTO_TAG` with the release's environment and the registry pointed at a dead port."""
     folder = tmp_path_factory.mktemp("released")
     release = create_release(
@@ -179,16 +182,16 @@ def released_server(built: Built, tmp_path_factory: pytest.TempPathFactory) -> I
     server = Server(process, port, stdout, stderr)
     try:
         server.wait_ready(timeout=120)
-        yield server, release
+        yield server, release, env
     finally:
         server.stop()
 
 
 def test_released_bento_serves_with_the_registry_unreachable(
-    released_server: tuple[Server, Any], built: Built
+    released_server: tuple[Server, Any, dict[str, str]], built: Built
 ) -> None:
     """The released Bento starts and predicts from its packed model while the registry is unreachable."""
-    server, release = released_server
+    server, release, _ = released_server
     metadata = server.request("GET", "/metadata").json()
     assert metadata["model"]["version"] == built.model.version
     assert metadata["model"]["source"] == "bento"
@@ -204,3 +207,18 @@ def test_released_bento_serves_with_the_registry_unreachable(
     )
     assert answer.json()["predictions"] == expected.tolist()
     assert not server.events("model_resolved")  # it never asked the registry
+
+
+def test_batch_scoring_with_the_release_matches_its_service(
+    released_server: tuple[Server, Any, dict[str, str]], tmp_path: Path
+) -> None:
+    """batch-score in the release's environment (registry gone) predicts what the released service answers."""
+    server, _, env = released_server
+    frame = load_iris(as_frame=True).frame.drop(columns=["target"])
+    frame.columns = FEATURES
+    source, target = tmp_path / "in.csv", tmp_path / "out.csv"
+    frame.to_csv(source, index=False)
+    result = batch_score(load_settings(env), source, target, chunk_rows=40)
+    assert result.model_source == "bento"
+    answer = server.post_json("/predict", {"records": frame.to_dict(orient="records")})
+    assert pd.read_csv(target)["prediction"].tolist() == answer.json()["predictions"]

@@ -79,22 +79,29 @@ def load_served_model(settings: Settings, model_uri: str | None = None) -> Any:
     """Load the model the service would serve (same resolution, same loader)."""
     if settings.bento_model and model_uri is None:
         use_bentoml_home(settings)
-        return load_from_bento_store(settings.bento_model)
-    return load_from_registry(settings, model_uri or settings.resolved_model_uri)
+        return load_from_bento_store(settings.bento_model, settings.environ)
+    uri = model_uri or settings.resolved_model_uri
+    return load_from_registry(settings, [uri])[uri]
 
 
-def _csv_batches(path: Path) -> tuple[list[str], Iterator[pa.RecordBatch]]:
-    """Stream a CSV with every column as text (types are checked against the signature, not guessed)."""
+def _csv_names(path: Path) -> list[str]:
     with path.open("rb") as handle:
-        head = pacsv.open_csv(handle, read_options=pacsv.ReadOptions(block_size=1 << 16))
-        names = list(head.schema.names)
+        return list(pacsv.open_csv(handle, read_options=pacsv.ReadOptions(block_size=1 << 16)).schema.names)
+
+
+def _csv_batches(path: Path, names: list[str]) -> Iterator[pa.RecordBatch]:
+    """Stream a CSV with every column as text (types are checked against the signature, not guessed).
+
+    The reader gets an open file object, not a path: given a path, pyarrow reads
+    ahead in the background without bound (a 200 MiB file held 150 MiB before
+    the first batch was used); from a file object it reads one block at a time.
+    """
     convert = pacsv.ConvertOptions(
         column_types={n: pa.string() for n in names}, null_values=[""], strings_can_be_null=True
     )
-    reader = pacsv.open_csv(
-        path, read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES), convert_options=convert
-    )
-    return names, iter(reader)
+    options = pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False)
+    with path.open("rb") as handle:
+        yield from pacsv.open_csv(handle, read_options=options, convert_options=convert)
 
 
 def _parquet_batches(path: Path, chunk_rows: int) -> tuple[list[str], Iterator[pa.RecordBatch], int]:
@@ -258,6 +265,31 @@ def _check_columns(schema: Any, names: list[str], prediction_column: str, source
         )
 
 
+def _score_piece(
+    served: Any,
+    piece: pa.RecordBatch,
+    *,
+    names: list[str],
+    first_row: int,
+    problems: _Problems,
+    writer: _Writer,
+    prediction_column: str,
+) -> None:
+    """Check one slice of rows; once every row so far is valid, predict it and write it."""
+    schema = served.schema
+    columns = [
+        convert_column(
+            f, piece.column(f.name) if f.name in names else None, piece.num_rows, first_row, problems
+        )
+        for f in schema.fields
+    ]
+    if problems:
+        return  # keep reading to report every bad row, write nothing
+    records = pa.Table.from_arrays(columns, names=schema.names).to_pylist()
+    predictions = _predictions_array(served.predict(records))
+    writer.write(piece.append_column(prediction_column, predictions))
+
+
 def batch_score(
     settings: Settings,
     input_path: Path,
@@ -267,8 +299,12 @@ def batch_score(
     chunk_rows: int = 20_000,
     prediction_column: str = "prediction",
     progress: Progress | None = None,
+    model: Any = None,
 ) -> BatchResult:
     """Score every row of ``input_path`` into ``output_path`` (CSV or Parquet), streaming in chunks.
+
+    ``model`` is a model from :func:`load_served_model`, to score several files
+    with one load; by default the model is resolved and loaded here.
 
     Raises ValidationError (exit 65) listing every bad column with its row
     numbers; the output file is then neither created nor touched.
@@ -280,11 +316,12 @@ def batch_score(
         raise NotFoundError(f"input file {input_path} does not exist.")
     if output_path.resolve() == input_path.resolve():
         raise ValidationError("output file", [f"{output_path} is the input file; write to another path"])
-    served = load_served_model(settings, model_uri)
+    served = model if model is not None else load_served_model(settings, model_uri)
     schema = served.schema
     total: int | None = None
     if in_fmt == "csv":
-        names, batches = _csv_batches(input_path)
+        names = _csv_names(input_path)
+        batches = _csv_batches(input_path, names)
     else:
         names, batches, total = _parquet_batches(input_path, chunk_rows)
     _check_columns(schema, names, prediction_column, input_path)
@@ -308,24 +345,18 @@ def batch_score(
                 )
             for offset in range(0, batch.num_rows, chunk_rows):
                 piece = batch.slice(offset, chunk_rows)
-                columns = [
-                    convert_column(
-                        f,
-                        piece.column(f.name) if f.name in names else None,
-                        piece.num_rows,
-                        done + 1,
-                        problems,
-                    )
-                    for f in schema.fields
-                ]
+                _score_piece(
+                    served,
+                    piece,
+                    names=names,
+                    first_row=done + 1,
+                    problems=problems,
+                    writer=writer,
+                    prediction_column=prediction_column,
+                )
                 done += piece.num_rows
                 if progress is not None:
                     progress(done, max(total or done, done))
-                if problems:
-                    continue  # keep reading to report every bad row, write nothing
-                records = pa.Table.from_arrays(columns, names=schema.names).to_pylist()
-                predictions = _predictions_array(served.predict(records))
-                writer.write(piece.append_column(prediction_column, predictions))
         if problems:
             raise ValidationError(
                 f"{input_path}: {done} rows checked against the model's input schema; no output written",
@@ -338,6 +369,10 @@ def batch_score(
     except BaseException:
         writer.abort()
         raise
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()  # release the input file now, not at garbage collection
     result = BatchResult(
         input=str(input_path),
         output=str(output_path),
