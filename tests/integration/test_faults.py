@@ -158,8 +158,8 @@ def test_service_waits_for_the_registry_then_keeps_answering_without_it(
         extra={"MLFACTOR_REGISTRY_WAIT": "240", **FAST_RETRIES},
     )
     try:
-        statuses = poll_readyz(service, seconds=8)
-        assert statuses and set(statuses) == {503}, statuses
+        statuses = poll_readyz(service, answers=10, seconds=120)
+        assert len(statuses) == 10 and set(statuses) == {503}, statuses
         assert service.process.poll() is None
         killable_server.start()
         service.wait_ready(timeout=240)
@@ -175,11 +175,11 @@ def test_service_waits_for_the_registry_then_keeps_answering_without_it(
         service.stop()
 
 
-def poll_readyz(service: Any, seconds: float) -> list[int]:
-    """Statuses of /readyz polled for ``seconds`` (connection errors while it boots are skipped)."""
+def poll_readyz(service: Any, answers: int, seconds: float) -> list[int]:
+    """Collect ``answers`` statuses of /readyz within ``seconds``, skipping refusals while it boots."""
     statuses: list[int] = []
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and service.process.poll() is None:
+    while len(statuses) < answers and time.monotonic() < deadline and service.process.poll() is None:
         with contextlib.suppress(OSError):
             statuses.append(service.request("GET", "/readyz", timeout=2).status)
         time.sleep(0.3)
