@@ -62,7 +62,8 @@ def require_postgres() -> None:
     message = (
         f"no PostgreSQL on {POSTGRES_HOST}:{POSTGRES_PORT} ({problem}). To run the PostgreSQL half, start "
         "one with trust auth for user postgres (Debian: `pg_ctlcluster --skip-systemctl-redirect "
-        "$(ls /etc/postgresql) main start`; Docker: `docker compose up -d postgres` with a matching URI)."
+        "$(ls /etc/postgresql) main start`; Docker: `docker run -d -p 127.0.0.1:5432:5432 "
+        "-e POSTGRES_HOST_AUTH_METHOD=trust postgres:17`)."
     )
     if os.environ.get(REQUIRE_POSTGRES) == "1":
         pytest.fail(f"{REQUIRE_POSTGRES}=1 but {message}", pytrace=False)
