@@ -133,16 +133,28 @@ def db_upgrade() -> None:
 
 
 def _progress_bar() -> tuple[Any, Any]:
-    """Return (callback, finish): a progress bar on stderr when it is a terminal, else no-ops."""
+    """Return (callback, finish): a progress bar on stderr when it is a terminal, else no-ops.
+
+    The bar starts with the first scored chunk, so model loading does not skew its rate.
+    """
     if not sys.stderr.isatty():
         return None, lambda: None
-    bar: Any = click.progressbar(length=1, label="scoring", file=sys.stderr, show_pos=True)
-    bar.__enter__()
-    seen = {"done": 0}
+    state: dict[str, Any] = {"bar": None, "done": 0}
 
     def update(done: int, total: int | None) -> None:
+        bar: Any = state["bar"]
+        if bar is None:
+            bar = click.progressbar(
+                length=max(total or done, 1), label="scoring", file=sys.stderr, show_pos=True
+            )
+            bar.__enter__()
+            state["bar"] = bar
         bar.length = max(total or done, done, 1)
-        bar.update(done - seen["done"])
-        seen["done"] = done
+        bar.update(done - state["done"])
+        state["done"] = done
 
-    return update, lambda: bar.__exit__(None, None, None)
+    def finish() -> None:
+        if state["bar"] is not None:
+            state["bar"].__exit__(None, None, None)
+
+    return update, finish
