@@ -49,8 +49,9 @@ class RegisteredModel:
     run_id: str
 
 
-def register_demo_model(env: dict[str, str], name: str = "iris-classifier", alias: str = "champion",
-                        C: float = 1.0) -> RegisteredModel:
+def register_demo_model(
+    env: dict[str, str], name: str = "iris-classifier", alias: str = "champion", C: float = 1.0
+) -> RegisteredModel:
     """Train a small iris classifier, log and register it, and point ``alias`` at it."""
     import mlflow
     from sklearn.datasets import load_iris
@@ -87,6 +88,6 @@ def tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
     Declared here so every module shares one server; the body is in tests/integration/backends.py.
     """
-    from backends import tracking_server_session  # noqa: PLC0415 - importable once integration tests load
+    from backends import tracking_server_session
 
     yield from tracking_server_session(tmp_path_factory)

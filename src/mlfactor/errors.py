@@ -49,7 +49,9 @@ class ConfigError(MlfactorError):
 
     def __init__(self, problems: Mapping[str, str], *, hint: str = "") -> None:
         self.problems = dict(problems)
-        lines = [f"invalid configuration ({len(self.problems)} problem{'s' if len(self.problems) != 1 else ''}):"]
+        lines = [
+            f"invalid configuration ({len(self.problems)} problem{'s' if len(self.problems) != 1 else ''}):"
+        ]
         lines += [f"  - {name}: {text}" for name, text in sorted(self.problems.items())]
         if hint:
             lines.append(hint)

@@ -18,6 +18,7 @@ import json
 import logging
 import sys
 from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import IO, Any
 
 from mlfactor.masking import mask_text
@@ -40,7 +41,10 @@ ROUTED_LOGGERS = (
 )
 _QUIET_LOGGERS = {"httpx": logging.WARNING, "alembic": logging.WARNING, "traitlets": logging.WARNING}
 
-_context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar("mlfactor_log_context", default={})
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+_context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
+    "mlfactor_log_context", default=_EMPTY
+)
 _secrets: list[str] = []
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
@@ -91,6 +95,7 @@ class JsonFormatter(logging.Formatter):
     """Render a record as one JSON object: timestamp, level, event, logger, context, fields."""
 
     def format(self, record: logging.LogRecord) -> str:
+        """Return the record as one JSON line, secrets masked."""
         text = json.dumps(_event_dict(record), default=str, ensure_ascii=False)
         return mask_text(text, _secrets)
 
@@ -99,6 +104,7 @@ class ConsoleFormatter(logging.Formatter):
     """Render a record for a person at a terminal: time, level, event, then key=value pairs."""
 
     def format(self, record: logging.LogRecord) -> str:
+        """Return the record as one readable line, secrets masked."""
         data = _event_dict(record)
         head = f"{data.pop('timestamp')[11:23]} {data.pop('level'):<7} {data.pop('event')}"
         data.pop("logger", None)

@@ -14,7 +14,9 @@ from urllib.parse import urlsplit, urlunsplit
 MASK = "***"
 
 _SECRET_SUFFIXES = ("_TOKEN", "_PASSWORD", "_PASSWD", "_SECRET", "_KEY", "_CREDENTIALS", "_CREDENTIAL")
-_SECRET_WORDS = re.compile(r"(token|secret|password|passwd|credential|(^|_)key($|_)|apikey|api_key)", re.IGNORECASE)
+_SECRET_WORDS = re.compile(
+    r"(token|secret|password|passwd|credential|(^|_)key($|_)|apikey|api_key)", re.IGNORECASE
+)
 _URI_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]+:)(?P<password>[^@\s]+)(?P<tail>@)")
 
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import mlflow
 import mlflow.sklearn
 import pandas as pd
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
-import mlflow
 from mlfactor.registry import register_version
 
 MODEL_ARTIFACT = "model"

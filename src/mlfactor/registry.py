@@ -8,6 +8,7 @@ concrete :class:`ResolvedModel`, so every process logs the exact version it uses
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 
@@ -62,7 +63,10 @@ def parse_model_uri(uri: str) -> ModelRef:
     if not match:
         raise ValidationError(
             "model URI",
-            [f"got {uri!r}; expected models:/NAME@ALIAS or models:/NAME/VERSION, e.g. models:/iris-classifier@champion"],
+            [
+                f"got {uri!r}; expected models:/NAME@ALIAS or models:/NAME/VERSION, "
+                "e.g. models:/iris-classifier@champion"
+            ],
         )
     return ModelRef(match["name"], alias=match["alias"], version=match["version"])
 
@@ -81,7 +85,8 @@ def require_model(client: MlflowClient, name: str) -> None:
         names = _model_names(client)
         known = ", ".join(sorted(names)) or "none yet: run a training pipeline first (`make pipeline`)"
         raise NotFoundError(
-            f"registered model {name!r} does not exist.{did_you_mean(name, names)} Registered models: {known}."
+            f"registered model {name!r} does not exist.{did_you_mean(name, names)} "
+            f"Registered models: {known}."
         ) from exc
 
 
@@ -97,7 +102,7 @@ def _to_resolved(client: MlflowClient, mv: ModelVersion, alias: str | None) -> R
         name=mv.name,
         version=str(mv.version),
         run_id=mv.run_id,
-        source=mv.source,
+        source=mv.source or "",
         alias=alias,
         git_commit=commit,
         status=str(mv.status),
@@ -117,17 +122,17 @@ def resolve_model(client: MlflowClient, uri: str) -> ResolvedModel:
                 f"model {ref.name!r} has no version {ref.version}; it has versions {versions or 'none'}."
             ) from exc
         return _to_resolved(client, mv, None)
-    assert ref.alias is not None
+    alias = ref.alias or ""
     try:
-        mv = client.get_model_version_by_alias(ref.name, ref.alias)
+        mv = client.get_model_version_by_alias(ref.name, alias)
     except MlflowException as exc:
         aliases = sorted(client.get_registered_model(ref.name).aliases)
         raise NotFoundError(
-            f"model {ref.name!r} has no alias {ref.alias!r}.{did_you_mean(ref.alias, aliases)} "
+            f"model {ref.name!r} has no alias {alias!r}.{did_you_mean(alias, aliases)} "
             f"Its aliases: {', '.join(aliases) or 'none'}. Set one with `mlfactor promote {ref.name} VERSION "
-            f"--alias {ref.alias}`."
+            f"--alias {alias}`."
         ) from exc
-    return _to_resolved(client, mv, ref.alias)
+    return _to_resolved(client, mv, alias)
 
 
 def register_version(
@@ -137,10 +142,8 @@ def register_version(
     try:
         client.get_registered_model(name)
     except MlflowException:
-        try:
+        with contextlib.suppress(MlflowException):  # created concurrently by another process
             client.create_registered_model(name)
-        except MlflowException:
-            pass  # created concurrently by another process
     # A logged model's URI (models:/m-...) must be sent with its id: an mlflow server refuses it
     # otherwise ("The model_id request parameter must identify the resource"); sqlite does not care.
     logged = _LOGGED_MODEL_URI.match(model_uri)

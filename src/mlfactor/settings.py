@@ -53,6 +53,7 @@ def _variables() -> tuple[Variable, ...]:
     """Return the table of every variable mlfactor reads, in documentation order."""
     seconds = Range(min=0)
     positive = Range(min=1)
+    # fmt: off
     return (
         Variable("MLFLOW_TRACKING_URI", "tracking_uri", "str", None,
                  "Tracking store URI: `sqlite:///path.db`, `postgresql://...`, `http://mlflow:5000`.",
@@ -64,7 +65,8 @@ def _variables() -> tuple[Variable, ...]:
                  "Where new experiments store artifacts (a path or `s3://`, `mlflow-artifacts:/` URI).",
                  "a path or URI", shown_default="<project>/mlartifacts"),
         Variable("MLFACTOR_PROJECT_DIR", "project_dir", "path", None,
-                 "Project root; defaults to the nearest folder above the working directory holding pyproject.toml.",
+                 "Project root; defaults to the nearest folder above the working directory "
+                 "holding pyproject.toml.",
                  "a folder", shown_default="nearest folder with pyproject.toml"),
         Variable("MLFACTOR_EXPERIMENT", "experiment", "str", "mlfactor",
                  "Experiment for runs started interactively (pipelines name their own).", "a name"),
@@ -82,7 +84,8 @@ def _variables() -> tuple[Variable, ...]:
                  "Log level of every process.", "one of DEBUG, INFO, WARNING, ERROR",
                  OneOf(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])),
         Variable("MLFACTOR_LOG_FORMAT", "log_format", "str", "auto",
-                 "`json` (one object per line), `console`, or `auto` (console on a terminal, json otherwise).",
+                 "`json` (one object per line), `console`, or `auto` "
+                 "(console on a terminal, json otherwise).",
                  "one of json, console, auto", OneOf(["json", "console", "auto"])),
         Variable("BENTOML_HOST", "host", "str", "127.0.0.1", "Address the service binds to.", "a host"),
         Variable("BENTOML_PORT", "bentoml_port", "int", None,
@@ -130,8 +133,10 @@ def _variables() -> tuple[Variable, ...]:
                  "Set by the pipeline runner for a step's kernel: the MLflow run the notebook logs into.",
                  "an MLflow run id"),
         Variable("MLFACTOR_OUTPUTS_FILE", "outputs_file", "path", None,
-                 "Set by the pipeline runner for a step's kernel: where `record_output` writes.", "a file path"),
+                 "Set by the pipeline runner for a step's kernel: where `record_output` writes.",
+                 "a file path"),
     )
+    # fmt: on
 
 
 VARIABLES: tuple[Variable, ...] = _variables()
@@ -282,7 +287,8 @@ def load_settings(
         env.seal()
     except environs.EnvValidationError as exc:
         by_name = {var.name: var for var in VARIABLES}
-        for name, messages in exc.error_messages.items():
+        reported = exc.error_messages if isinstance(exc.error_messages, Mapping) else {}
+        for name, messages in reported.items():
             var = by_name[str(name)]
             shown = mask_value(var.name, merged.get(var.name, ""))
             reason = " ".join(str(m) for m in messages) if isinstance(messages, list) else str(messages)
@@ -301,7 +307,9 @@ def load_settings(
     known = {var.name for var in VARIABLES}
     for name in sorted(merged):
         if name.startswith("MLFACTOR_") and name not in known:
-            problems[name] = "unknown mlfactor variable." + did_you_mean(name, known) + " Remove or rename it."
+            problems[name] = (
+                "unknown mlfactor variable." + did_you_mean(name, known) + " Remove or rename it."
+            )
 
     if problems:
         where = f" or in {loaded_env_file}" if loaded_env_file else ""

@@ -69,7 +69,10 @@ def test_lab_serves_jupyterlab_with_the_pipeline_environment(tmp_path: Path) -> 
     token = "test-token-123"
     proc = subprocess.Popen(
         [MLFACTOR, "lab", "--no-browser", "--port", str(port), f"--IdentityProvider.token={token}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 60

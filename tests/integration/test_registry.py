@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import RegisteredModel, register_demo_model, store_environment
+
 from mlfactor.errors import BackingServiceError, NotFoundError, ValidationError
 from mlfactor.registry import alias_version, parse_model_uri, resolve_model
 from mlfactor.settings import load_settings

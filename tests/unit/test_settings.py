@@ -87,15 +87,17 @@ def test_dotenv_is_read_and_passed_to_children_but_environment_wins(tmp_path: Pa
 
 def test_model_uri_overrides_name_and_alias(tmp_path: Path) -> None:
     """MLFACTOR_MODEL_URI wins over MLFACTOR_MODEL_NAME and MLFACTOR_MODEL_ALIAS."""
-    settings = load_settings(
-        {"MLFACTOR_MODEL_NAME": "a", "MLFACTOR_MODEL_URI": "models:/b/3"}, cwd=tmp_path
-    )
+    settings = load_settings({"MLFACTOR_MODEL_NAME": "a", "MLFACTOR_MODEL_URI": "models:/b/3"}, cwd=tmp_path)
     assert settings.resolved_model_uri == "models:/b/3"
 
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("", ()), ("champion=90,challenger=10", (("champion", 90), ("challenger", 10))), (" 3 = 1 ", (("3", 1),))],
+    [
+        ("", ()),
+        ("champion=90,challenger=10", (("champion", 90), ("challenger", 10))),
+        (" 3 = 1 ", (("3", 1),)),
+    ],
     ids=["empty", "two-aliases", "version-with-spaces"],
 )
 def test_parse_variants_accepts_weighted_refs(raw: str, expected: tuple[tuple[str, int], ...]) -> None:
@@ -103,7 +105,9 @@ def test_parse_variants_accepts_weighted_refs(raw: str, expected: tuple[tuple[st
     assert parse_variants(raw) == expected
 
 
-@pytest.mark.parametrize("raw", ["champion", "a=x", "a=1,a=2", "a=0"], ids=["no-weight", "nan", "dup", "zero"])
+@pytest.mark.parametrize(
+    "raw", ["champion", "a=x", "a=1,a=2", "a=0"], ids=["no-weight", "nan", "dup", "zero"]
+)
 def test_parse_variants_rejects_malformed_strings(raw: str) -> None:
     """Malformed variant strings raise ValueError with the reason."""
     with pytest.raises(ValueError, match=r"."):

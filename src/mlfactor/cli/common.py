@@ -55,7 +55,7 @@ def _lost_store(exc: Exception) -> MlfactorError | None:
     """Return BackingServiceError (69) when the tracking store stopped answering mid-command."""
     if "mlflow" not in sys.modules:
         return None
-    from mlfactor.tracking import lost_store_error  # noqa: PLC0415 - mlflow is loaded by now; --help stays fast
+    from mlfactor.tracking import lost_store_error
 
     return lost_store_error(exc)
 

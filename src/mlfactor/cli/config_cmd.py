@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 
@@ -26,9 +27,16 @@ def config(as_json: bool, docs: bool) -> None:
         return
     settings = start()
     dumped = settings.dump()
-    if as_json or not click.get_text_stream("stdout").isatty():
-        click.echo(json.dumps({name: {"value": value, "source": settings.sources.get(name, "default")}
-                               for name, value in dumped.items()}, default=str))
+    if as_json or not sys.stdout.isatty():
+        click.echo(
+            json.dumps(
+                {
+                    name: {"value": value, "source": settings.sources.get(name, "default")}
+                    for name, value in dumped.items()
+                },
+                default=str,
+            )
+        )
         return
     width = max(len(name) for name in dumped)
     for name, value in dumped.items():

@@ -23,6 +23,7 @@ def lab(port: int, no_browser: bool, jupyter_args: tuple[str, ...]) -> None:
     Extra arguments go to `jupyter lab`.
     """
     settings = start()
-    argv, env = lab_command(settings, sys.executable, port=port, open_browser=not no_browser,
-                            extra=jupyter_args)
-    os.execve(argv[0], argv, env)  # replace this process: signals reach JupyterLab directly
+    argv, env = lab_command(
+        settings, sys.executable, port=port, open_browser=not no_browser, extra=jupyter_args
+    )
+    os.execve(argv[0], argv, env)  # noqa: S606 - replace this process so signals reach JupyterLab

@@ -35,9 +35,11 @@ class LazyGroup(click.Group):
     """A group whose commands are imported on first use, with "did you mean" for typos."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command name, in help order, without importing any."""
         return list(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """Import the command's module on first use."""
         target = COMMANDS.get(cmd_name)
         if target is None:
             return None
@@ -48,6 +50,7 @@ class LazyGroup(click.Group):
     def resolve_command(
         self, ctx: click.Context, args: list[str]
     ) -> tuple[str | None, click.Command | None, list[str]]:
+        """Fail with a "did you mean" hint for an unknown command name."""
         name = args[0] if args else ""
         if name and not name.startswith("-") and name not in COMMANDS:
             ctx.fail(f"No such command {name!r}.{did_you_mean(name, COMMANDS)}")
