@@ -234,6 +234,9 @@ def start_server(config: StackConfig, settings: Settings) -> subprocess.Popen[st
     env = settings.child_environment({"PYTHONUNBUFFERED": "1"})
     for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
         env.pop(name, None)  # the server's stores are its options, not the client's variables
+    # MLflow's GenAI job runner (a job process plus seven huey consumers) serves nothing mlfactor
+    # uses and slows the start on small machines; set the variable to true to keep it.
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     return subprocess.Popen(
         server_command(config),
         env=env,

@@ -221,7 +221,7 @@ class KillableServer:
         with log.open("wb") as out:
             self.process = subprocess.Popen(
                 server_command(self.config),
-                env=self.env,
+                env={**self.env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},  # as `make services`
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
