@@ -10,8 +10,10 @@ temporary sqlite store, each repetition running the variants in turn so load dri
 * papermill  `papermill notebooks/01-train.ipynb ...` then `papermill notebooks/02-evaluate.ipynb ...`;
 * script     the notebooks' code cells as two .py files run by `python` (no kernel at all).
 
-Prints the median of each, the ratios and mlfactor's overhead per step; the target is
-mlfactor <= 1.10 x papermill. The last line is the same figures as JSON.
+Prints the median wall time of each, the ratios and mlfactor's overhead per step (target:
+mlfactor <= 1.10 x papermill), and the median CPU seconds of each variant with its children (the
+kernels included), which other load on a shared machine distorts much less than wall time. The
+last line is the same figures as JSON.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -49,11 +52,17 @@ def environment(folder: Path) -> dict[str, str]:
     return env
 
 
+CPU: list[float] = []  # CPU seconds (user + system) of each timed process and its children
+
+
 def timed(argv: list[str], env: dict[str, str], cwd: Path) -> float:
-    """Run ``argv``; return its wall time (fails loudly on a non-zero exit)."""
+    """Run ``argv``; return its wall time and record its CPU time (fails loudly on a non-zero exit)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} exited {done.returncode}:\n{done.stderr[-3000:]}")
     return elapsed
@@ -119,16 +128,24 @@ def main() -> None:
         print("warm-up (creates the store, fills OS caches) ...", flush=True)
         run_script(env, scripts)
         times: dict[str, list[float]] = {"mlfactor": [], "papermill": [], "script": []}
+        cpu: dict[str, list[float]] = {"mlfactor": [], "papermill": [], "script": []}
+        runs = {
+            "mlfactor": lambda i: run_mlfactor(env, folder / f"out-m{i}"),
+            "papermill": lambda i: run_papermill(env, folder / f"out-p{i}"),
+            "script": lambda i: run_script(env, scripts),
+        }
         for i in range(args.repeat):
-            times["mlfactor"].append(run_mlfactor(env, folder / f"out-m{i}"))
-            times["papermill"].append(run_papermill(env, folder / f"out-p{i}"))
-            times["script"].append(run_script(env, scripts))
+            for name, run in runs.items():
+                CPU.clear()
+                times[name].append(run(i))
+                cpu[name].append(sum(CPU))
             print(
                 f"repetition {i + 1}/{args.repeat}: "
                 + "  ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()),
                 flush=True,
             )
     median = {k: statistics.median(v) for k, v in times.items()}
+    cpu_median = {k: statistics.median(v) for k, v in cpu.items()}
     steps = len(NOTEBOOKS)
     ratio = median["mlfactor"] / median["papermill"]
     figures = {
@@ -141,6 +158,8 @@ def main() -> None:
             "mlfactor_over_papermill": round((median["mlfactor"] - median["papermill"]) / steps, 3),
             "papermill_over_script": round((median["papermill"] - median["script"]) / steps, 3),
         },
+        "cpu_median_s": {k: round(v, 3) for k, v in cpu_median.items()},
+        "cpu_mlfactor_vs_papermill": round(cpu_median["mlfactor"] / cpu_median["papermill"], 3),
         "target": TARGET,
         "within_target": ratio <= TARGET,
     }
@@ -152,6 +171,11 @@ def main() -> None:
     verdict = "met" if ratio <= TARGET else "MISSED"
     print(f"mlfactor / papermill = {ratio:.3f}  (target <= {TARGET:.2f}: {verdict})")
     print(f"papermill / script   = {figures['papermill_vs_script']:.3f}")
+    print(
+        "CPU seconds (less sensitive to other load on the machine): "
+        + "  ".join(f"{k} {v:.2f}" for k, v in cpu_median.items())
+        + f"  mlfactor / papermill = {figures['cpu_mlfactor_vs_papermill']:.3f}"
+    )
     print(f"mlfactor / script    = {figures['mlfactor_vs_script']:.3f}")
     per_step = figures["overhead_per_step_s"]
     print(
