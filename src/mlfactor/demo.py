@@ -20,7 +20,7 @@ TARGET = "target"
 
 def load_iris_frame() -> pd.DataFrame:
     """Iris as one DataFrame: the four float features plus the integer ``target``."""
-    from sklearn.datasets import load_iris  # noqa: PLC0415 - scikit-learn loads on use
+    from sklearn.datasets import load_iris
 
     frame: pd.DataFrame = load_iris(as_frame=True).frame
     frame.columns = [*FEATURES, TARGET]
@@ -31,7 +31,7 @@ def holdout_split(
     test_size: float = 0.3, seed: int = 42
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.Series]:
     """``X_train, X_test, y_train, y_test``, stratified and reproducible for a given seed."""
-    from sklearn.model_selection import train_test_split  # noqa: PLC0415 - scikit-learn loads on use
+    from sklearn.model_selection import train_test_split
 
     frame = load_iris_frame()
     features = frame[list(FEATURES)]

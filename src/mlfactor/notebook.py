@@ -87,7 +87,7 @@ def secret(name: str) -> str:
 
 
 def _check_output(name: str, value: Any) -> None:
-    from mlfactor.pipeline.parameters import name_problems, value_problems  # noqa: PLC0415 - mlflow loads only when a notebook starts
+    from mlfactor.pipeline.parameters import name_problems, value_problems
 
     problems = name_problems(name, "record_output") + value_problems(value, f"record_output: {name!r}")
     if problems:
@@ -95,7 +95,7 @@ def _check_output(name: str, value: Any) -> None:
 
 
 def _write_outputs(path: Path, name: str, value: Any) -> None:
-    from mlfactor.pipeline.artifacts import write_atomic  # noqa: PLC0415 - mlflow loads only when a notebook starts
+    from mlfactor.pipeline.artifacts import write_atomic
 
     data: dict[str, Any] = {}
     if path.is_file():
@@ -114,10 +114,10 @@ def start(experiment: str | None = None, *, run_name: str | None = None) -> Note
     ``experiment`` is used only interactively; under ``mlfactor run`` the
     pipeline's experiment applies.
     """
-    global _current  # noqa: PLW0603 - the one context of this kernel, for record_output()
-    import mlflow  # noqa: PLC0415 - mlflow loads only when a notebook starts
+    global _current
+    import mlflow
 
-    from mlfactor.tracking import connect, ensure_experiment, git_info  # noqa: PLC0415 - mlflow loads only when a notebook starts
+    from mlfactor.tracking import connect, ensure_experiment, git_info
 
     settings = load_settings()
     log_format = "console" if settings.log_format == "auto" else settings.log_format
@@ -134,7 +134,7 @@ def start(experiment: str | None = None, *, run_name: str | None = None) -> Note
         name = experiment or settings.experiment
         experiment_id = ensure_experiment(client, name, settings)
         tags = {**git_info(Path.cwd()).tags(), "mlfactor.source": "interactive"}
-        from mlfactor.version import mlfactor_version  # noqa: PLC0415 - mlflow loads only when a notebook starts
+        from mlfactor.version import mlfactor_version
 
         tags["mlfactor.version"] = mlfactor_version()
         run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)

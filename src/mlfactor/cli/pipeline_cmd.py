@@ -66,14 +66,14 @@ def _quiet_libraries() -> None:
     "--output-dir",
     type=click.Path(path_type=Path),
     default=None,
-    help="Where executed notebooks are kept [default: output/pipelines/NAME/RUN_ID].",
+    help="Folder for executed notebooks, one RUN_ID folder per run [default: output/pipelines/NAME].",
 )
 @click.option(
     "--progress/--no-progress",
     default=None,
     help="Live progress line [default: on when stdout is a terminal].",
 )
-def run(  # noqa: PLR0917 - click passes every option positionally
+def run(
     pipeline: Path,
     parameters: tuple[str, ...],
     max_parallel: int | None,
@@ -90,10 +90,10 @@ def run(  # noqa: PLR0917 - click passes every option positionally
     stdout is a JSON summary (pipeline, run_id, status, per-step durations
     and outputs).
     """
-    from mlfactor.pipeline import sweep as sweeping  # noqa: PLC0415 - imported on use, so `mlfactor --help` stays fast
-    from mlfactor.pipeline.plan import make_plan  # noqa: PLC0415 - imported on use, so `mlfactor --help` stays fast
-    from mlfactor.pipeline.progress import make_progress  # noqa: PLC0415 - imported on use, so `mlfactor --help` stays fast
-    from mlfactor.pipeline.runner import run_pipeline  # noqa: PLC0415 - imported on use, so `mlfactor --help` stays fast
+    from mlfactor.pipeline import sweep as sweeping
+    from mlfactor.pipeline.plan import make_plan
+    from mlfactor.pipeline.progress import make_progress
+    from mlfactor.pipeline.runner import run_pipeline
 
     settings = start()
     _quiet_libraries()
@@ -109,7 +109,7 @@ def run(  # noqa: PLR0917 - click passes every option positionally
         axes = sweeping.parse_axes(sweeps)
         identifier = sweep_id or sweeping.sweep_id(_sha256(pipeline), sweeps)
         if render_k8s is not None and sweep_index is None:
-            from mlfactor.deploy.sweep import render_sweep_for_run  # noqa: PLC0415 - imported on use, so `mlfactor --help` stays fast
+            from mlfactor.deploy.sweep import render_sweep_for_run
 
             make_plan(pipeline, [*overrides, *sweeping.as_overrides(sweeping.grid(axes)[0])])
             rendered = render_sweep_for_run(
@@ -147,7 +147,7 @@ def run(  # noqa: PLR0917 - click passes every option positionally
 
 
 def _sha256(path: Path) -> str:
-    import hashlib  # noqa: PLC0415 - imported on use, so `mlfactor --help` stays fast
+    import hashlib
 
     try:
         return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -155,7 +155,7 @@ def _sha256(path: Path) -> str:
         return ""
 
 
-def _drive_sweep(  # noqa: PLR0917 - internal
+def _drive_sweep(
     pipeline: Path,
     sweeps: tuple[str, ...],
     parameters: tuple[str, ...],
@@ -163,10 +163,10 @@ def _drive_sweep(  # noqa: PLR0917 - internal
     identifier: str,
     output_dir: Path | None,
 ) -> int:
-    from mlfactor.pipeline import sweep as sweeping  # noqa: PLC0415 - imported on use, so `mlfactor --help` stays fast
-    from mlfactor.pipeline.spec import load_pipeline  # noqa: PLC0415 - imported on use, so `mlfactor --help` stays fast
-    from mlfactor.settings import load_settings  # noqa: PLC0415 - imported on use, so `mlfactor --help` stays fast
-    from mlfactor.tracking import connect, ensure_experiment  # noqa: PLC0415 - imported on use, so `mlfactor --help` stays fast
+    from mlfactor.pipeline import sweep as sweeping
+    from mlfactor.pipeline.spec import load_pipeline
+    from mlfactor.settings import load_settings
+    from mlfactor.tracking import connect, ensure_experiment
 
     spec = load_pipeline(pipeline)
     metric = spec.metric
@@ -228,7 +228,7 @@ def validate(pipelines: tuple[Path, ...], parameters: tuple[str, ...]) -> int:
 
     Prints one JSON line per file; exits 65 (or 66 for a missing file) when any file has a problem.
     """
-    from mlfactor.pipeline.plan import make_plan  # noqa: PLC0415 - imported on use, so `mlfactor --help` stays fast
+    from mlfactor.pipeline.plan import make_plan
 
     start()
     worst = 0

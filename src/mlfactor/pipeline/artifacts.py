@@ -77,14 +77,14 @@ def keep_notebook(partial: Path, final: Path, secrets: Iterable[str]) -> Path | 
 
 def render_html(notebook: Path) -> Path | None:
     """Render ``notebook`` to HTML beside it; None (and a warning event) when rendering fails."""
-    from nbconvert import HTMLExporter  # noqa: PLC0415 - nbconvert loads only to render HTML
+    from nbconvert import HTMLExporter
 
     exporter: Any = HTMLExporter
     target = notebook.with_suffix(".html")
     try:
         body, _ = exporter(template_name="lab").from_notebook_node(read_notebook(notebook))
         write_atomic(target, body)
-    except Exception as exc:  # noqa: BLE001 - a missing rendering must not fail the step
+    except Exception as exc:
         event(logger, "notebook_html_failed", level=30, notebook=str(notebook), error=str(exc)[:300])
         return None
     return target

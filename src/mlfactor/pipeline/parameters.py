@@ -111,7 +111,7 @@ def find_parameters_cells(nb: Any) -> list[int]:
 
 def inspect_parameters(path: Path) -> NotebookParameters:
     """Read the notebook's declared parameters (no kernel is started)."""
-    from papermill.translators import papermill_translators  # noqa: PLC0415 - papermill loads on use
+    from papermill.translators import papermill_translators
 
     nb = read_notebook(path)
     kernel = nb.metadata.get("kernelspec", {}).get("name") or "python3"

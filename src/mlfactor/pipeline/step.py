@@ -126,9 +126,9 @@ def run_step(ctx: StepContext) -> StepResult:
 
 
 def _attempt(ctx: StepContext, attempt: int) -> StepResult:
-    import papermill  # noqa: PLC0415 - papermill and nbclient load only when a step runs
-    from nbclient.exceptions import DeadKernelError  # noqa: PLC0415 - papermill and nbclient load only when a step runs
-    from papermill.exceptions import PapermillExecutionError  # noqa: PLC0415 - papermill and nbclient load only when a step runs
+    import papermill
+    from nbclient.exceptions import DeadKernelError
+    from papermill.exceptions import PapermillExecutionError
 
     step = ctx.step
     tags = {
@@ -200,7 +200,7 @@ def _attempt(ctx: StepContext, attempt: int) -> StepResult:
         error = exc
     except (DeadKernelError, RuntimeError, TimeoutError) as exc:
         error = _stop_error(handle, step, tracker, exc, ctx, dead=isinstance(exc, DeadKernelError))
-    except Exception as exc:  # noqa: BLE001 - anything else in papermill or nbclient fails the step
+    except Exception as exc:
         error = StepFailedError(
             f"step {step.name!r} could not run {step.notebook_ref}: "
             f"{type(exc).__name__}: {_first_line(str(exc))}",
@@ -228,7 +228,7 @@ def _attempt(ctx: StepContext, attempt: int) -> StepResult:
     return StepResult(step.name, status, run_id, duration, outputs, error, notebook, attempt)
 
 
-def _finish(  # noqa: PLR0917 - internal
+def _finish(
     ctx: StepContext,
     run_id: str,
     partial: Path,
@@ -249,14 +249,14 @@ def _finish(  # noqa: PLR0917 - internal
         if error is not None:
             tags.append(RunTag(lineage.ERROR_TAG, str(error)[:5000]))
         ctx.client.log_batch(run_id, tags=tags)
-    except Exception as exc:  # noqa: BLE001 - the outcome below must still be recorded
+    except Exception as exc:
         event(logger, "step_artifacts_failed", level=40, run_id=run_id, error=str(exc)[:300])
 
     def publish() -> None:
         try:
             if notebook is not None:
                 log_notebook(ctx.client, run_id, notebook, render_html(notebook))
-        except Exception as exc:  # noqa: BLE001 - the run must still be ended
+        except Exception as exc:
             event(logger, "step_artifacts_failed", level=40, run_id=run_id, error=str(exc)[:300])
         ctx.client.set_terminated(run_id, status)
 
@@ -324,7 +324,7 @@ class _CellTracker:
             nb = read_notebook(notebook)
             self.cells = len(nb.cells) + (1 if injected else 0)
             tagged = find_parameters_cells(nb)
-        except Exception:  # noqa: BLE001 - only used for progress and messages
+        except Exception:
             self.cells, tagged = 0, []
         self.injected_at = tagged[0] + 1 if injected and tagged else None
         self.current: int | None = None
