@@ -114,7 +114,7 @@ def start(experiment: str | None = None, *, run_name: str | None = None) -> Note
     ``experiment`` is used only interactively; under ``mlfactor run`` the
     pipeline's experiment applies.
     """
-    global _current
+    global _current  # noqa: PLW0603 - the one context of this kernel, for record_output()
     import mlflow
 
     from mlfactor.tracking import connect, ensure_experiment, git_info

@@ -73,7 +73,7 @@ def _quiet_libraries() -> None:
     default=None,
     help="Live progress line [default: on when stdout is a terminal].",
 )
-def run(
+def run(  # noqa: PLR0917 - click passes every option positionally
     pipeline: Path,
     parameters: tuple[str, ...],
     max_parallel: int | None,
@@ -155,7 +155,7 @@ def _sha256(path: Path) -> str:
         return ""
 
 
-def _drive_sweep(
+def _drive_sweep(  # noqa: PLR0917 - internal
     pipeline: Path,
     sweeps: tuple[str, ...],
     parameters: tuple[str, ...],

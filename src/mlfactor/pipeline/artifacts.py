@@ -84,7 +84,7 @@ def render_html(notebook: Path) -> Path | None:
     try:
         body, _ = exporter(template_name="lab").from_notebook_node(read_notebook(notebook))
         write_atomic(target, body)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a missing rendering must not fail the step
         event(logger, "notebook_html_failed", level=30, notebook=str(notebook), error=str(exc)[:300])
         return None
     return target

@@ -75,7 +75,7 @@ def make_plan(path: Path, overrides: Sequence[str] = (), *, project_dir: Path | 
             continue  # reported by parse_pipeline
         try:
             notebooks[step.name] = inspect_parameters(step.notebook)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any unreadable notebook is a user problem
             problems.append(f"step {step.name!r}: cannot read notebook {step.notebook_ref}: {exc}")
     pipeline_level = {**spec.parameters, **global_overrides}
     for name, value in pipeline_level.items():

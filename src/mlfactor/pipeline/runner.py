@@ -189,7 +189,7 @@ def run_pipeline(
 class _Scheduler:
     """Start ready steps on worker threads and watch them from the main thread."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - internal, called once
         self,
         plan: Plan,
         settings: Settings,
@@ -386,6 +386,6 @@ def _record_outcome(client: MlflowClient, plan: Plan, result: PipelineResult) ->
             tags.append(RunTag(lineage.ERROR_TAG, str(result.error)[:5000]))
         client.log_batch(result.run_id, tags=tags)
         client.log_dict(result.run_id, result.summary(), "summary.json")
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the run must still be ended
         event(logger, "pipeline_record_failed", level=40, error=str(exc)[:300])
     client.set_terminated(result.run_id, result.status)

@@ -183,7 +183,7 @@ def _notebook_problem(ref: Any, path: Path | None, where: str, project_dir: Path
     return None
 
 
-def _step(raw: Any, index: int, project_dir: Path, problems: list[str]) -> StepSpec | None:
+def _step(raw: Any, index: int, project_dir: Path, problems: list[str]) -> StepSpec | None:  # noqa: PLR0912 - one check per key
     where = f"steps[{index}]"
     if not isinstance(raw, Mapping):
         problems.append(f"{where}: got {raw!r}; expected a mapping with at least name and notebook.")

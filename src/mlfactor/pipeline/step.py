@@ -200,7 +200,7 @@ def _attempt(ctx: StepContext, attempt: int) -> StepResult:
         error = exc
     except (DeadKernelError, RuntimeError, TimeoutError) as exc:
         error = _stop_error(handle, step, tracker, exc, ctx, dead=isinstance(exc, DeadKernelError))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - anything else in papermill or nbclient fails the step
         error = StepFailedError(
             f"step {step.name!r} could not run {step.notebook_ref}: "
             f"{type(exc).__name__}: {_first_line(str(exc))}",
@@ -228,7 +228,7 @@ def _attempt(ctx: StepContext, attempt: int) -> StepResult:
     return StepResult(step.name, status, run_id, duration, outputs, error, notebook, attempt)
 
 
-def _finish(
+def _finish(  # noqa: PLR0917 - internal
     ctx: StepContext,
     run_id: str,
     partial: Path,
@@ -249,14 +249,14 @@ def _finish(
         if error is not None:
             tags.append(RunTag(lineage.ERROR_TAG, str(error)[:5000]))
         ctx.client.log_batch(run_id, tags=tags)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the outcome below must still be recorded
         event(logger, "step_artifacts_failed", level=40, run_id=run_id, error=str(exc)[:300])
 
     def publish() -> None:
         try:
             if notebook is not None:
                 log_notebook(ctx.client, run_id, notebook, render_html(notebook))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the run must still be ended
             event(logger, "step_artifacts_failed", level=40, run_id=run_id, error=str(exc)[:300])
         ctx.client.set_terminated(run_id, status)
 
@@ -324,7 +324,7 @@ class _CellTracker:
             nb = read_notebook(notebook)
             self.cells = len(nb.cells) + (1 if injected else 0)
             tagged = find_parameters_cells(nb)
-        except Exception:
+        except Exception:  # noqa: BLE001 - only used for progress and messages
             self.cells, tagged = 0, []
         self.injected_at = tagged[0] + 1 if injected and tagged else None
         self.current: int | None = None
