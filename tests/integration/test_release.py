@@ -6,6 +6,7 @@ One `bentoml build` for the module (project bentofile.yaml), one `bentoml serve`
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ import bentoml
 import mlflow.pyfunc
 import pandas as pd
 import pytest
-from conftest import RegisteredModel, register_demo_model, store_environment
+from conftest import PROJECT_DIR, RegisteredModel, register_demo_model, store_environment
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from service_harness import FEATURES, Server, free_port
@@ -48,9 +49,20 @@ class Built:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    """Register iris-classifier@champion in a store of its own and build the Bento once."""
+    """Register iris-classifier@champion in a store of its own and build the Bento once.
+
+    The build runs on a snapshot of the project (what the Bento includes), so edits made to the
+    working tree while the module runs cannot change the inputs between two builds.
+    """
     folder = tmp_path_factory.mktemp("release")
-    model = register_demo_model(store_environment(folder))
+    project = folder / "project"
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(PROJECT_DIR / "src" / "mlfactor", project / "src" / "mlfactor", ignore=skip)
+    for name in ("bentofile.yaml", "service.py", "pyproject.toml", "requirements/lock.txt"):
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(PROJECT_DIR / name, project / name)
+    env = {**store_environment(folder), "MLFACTOR_PROJECT_DIR": str(project)}
+    model = register_demo_model(env)
     settings = load_settings(model.env)
     result = build_bento(settings)
     return Built(model, settings, connect(settings), result, folder)

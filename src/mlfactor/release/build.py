@@ -33,7 +33,9 @@ from typing import Any
 
 import bentoml
 import yaml
+from bentoml._internal.bento import BentoStore
 from bentoml._internal.configuration.containers import BentoMLContainer
+from bentoml._internal.models import ModelStore
 from bentoml.exceptions import BentoMLException, NotFound
 
 from mlfactor.errors import MlfactorError, NotFoundError, ValidationError
@@ -88,10 +90,23 @@ def model_tag_for(resolved: ResolvedModel) -> str:
 
 
 def use_bentoml_home(settings: Settings) -> None:
-    """Point this process's BentoML stores at ``BENTOML_HOME`` from the settings' environment."""
+    """Point this process's BentoML model and Bento stores at ``BENTOML_HOME`` of the settings' environment.
+
+    BentoML memoises its stores on first use, so setting ``bentoml_home`` alone
+    would not move them in a process that already used another home: the
+    store providers are set too.
+    """
     home = settings.environ.get("BENTOML_HOME")
-    if home:
-        BentoMLContainer.bentoml_home.set(home)
+    if not home:
+        return
+    root = Path(home)
+    for sub in ("bentos", "models"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    BentoMLContainer.bentoml_home.set(str(root))
+    BentoMLContainer.bento_store_dir.set(str(root / "bentos"))
+    BentoMLContainer.model_store_dir.set(str(root / "models"))
+    BentoMLContainer.bento_store.set(BentoStore(str(root / "bentos")))
+    BentoMLContainer.model_store.set(ModelStore(str(root / "models")))
 
 
 def load_bentofile(path: Path) -> dict[str, Any]:
