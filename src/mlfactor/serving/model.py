@@ -27,6 +27,7 @@ import copy
 import importlib
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -192,10 +193,14 @@ def _warm_imports() -> None:
 
 def load_from_registry(settings: Settings, uris: Sequence[str]) -> dict[str, ServedModel]:
     """Resolve every URI once in a child process (in parallel with our imports); load each version."""
+    env = settings.child_environment()
+    # Inside a Bento the package may sit in src/ without being installed: let the child find it too.
+    package_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
     child = subprocess.Popen(
         [sys.executable, "-m", "mlfactor.serving.resolve", *uris],
         stdout=subprocess.PIPE,
-        env=settings.child_environment(),
+        env=env,
         cwd=settings.project_dir,
     )
     try:
