@@ -152,7 +152,7 @@ def _load_local(
         served.flavor = "sklearn"
         served.predict_path = _choose_native_path(served, input_example_rows(path, mlmodel))
     else:
-        import mlflow.pyfunc  # noqa: PLC0415 - only for flavors the native path does not handle
+        import mlflow.pyfunc  # only for flavors the native path does not handle
 
         served.pyfunc = mlflow.pyfunc.load_model(str(path))
         served.schema = InputSchema.from_signature(served.pyfunc.metadata.signature)

@@ -80,16 +80,16 @@ def load_sklearn(path: Path, mlmodel: Mapping[str, Any], environ: Mapping[str, s
     file = path / flavor["pickled_model"]
     form = flavor.get("serialization_format", PICKLE)
     if form == SKOPS:
-        import skops.io  # noqa: PLC0415 - imported only for skops models
+        import skops.io  # imported only for skops models
 
         return skops.io.load(file, trusted=flavor.get("skops_trusted_types"))
     if form == CLOUDPICKLE:
-        import cloudpickle  # noqa: PLC0415
+        import cloudpickle
 
         with file.open("rb") as handle:
             return cloudpickle.load(handle)
     if form == PICKLE:
-        import pickle  # noqa: PLC0415
+        import pickle
 
         with file.open("rb") as handle:
             return pickle.load(handle)  # noqa: S301 - the registry is trusted, as with MLflow itself

@@ -12,11 +12,13 @@ exits 0 or 1. Its own log lines go to stderr.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from mlfactor.errors import MlfactorError, NotFoundError, ValidationError
+from mlfactor.log import configure_logging
 
 
 @dataclass(frozen=True)
@@ -33,11 +35,11 @@ class ResolvedFiles:
 
 def resolve_and_download(uris: list[str]) -> list[ResolvedFiles]:
     """Resolve every URI once against the configured registry and download its files."""
-    import mlflow.artifacts  # noqa: PLC0415 - the whole point is to import MLflow here only
+    import mlflow.artifacts  # the whole point is to import MLflow here only
 
-    from mlfactor.registry import resolve_model  # noqa: PLC0415
-    from mlfactor.settings import load_settings  # noqa: PLC0415
-    from mlfactor.tracking import connect  # noqa: PLC0415
+    from mlfactor.registry import resolve_model
+    from mlfactor.settings import load_settings
+    from mlfactor.tracking import connect
 
     settings = load_settings()
     client = connect(settings, check=False)
@@ -53,10 +55,6 @@ def resolve_and_download(uris: list[str]) -> list[ResolvedFiles]:
 
 def main(argv: list[str] | None = None) -> int:
     """Child-process entry point: print the resolved models (or the error) as one JSON line."""
-    import logging  # noqa: PLC0415
-
-    from mlfactor.log import configure_logging  # noqa: PLC0415
-
     configure_logging("WARNING", "json", stream=sys.stderr)
     uris = list(sys.argv[1:] if argv is None else argv)
     result: dict[str, Any]

@@ -66,7 +66,7 @@ class MlfactorService:
 
     def __init__(self) -> None:
         configure_service_logging(SETTINGS)  # the worker may have reset logging since import
-        from mlfactor.serving.metrics import ServiceMetrics  # noqa: PLC0415 - needs the worker's prometheus dir
+        from mlfactor.serving.metrics import ServiceMetrics  # needs the worker's prometheus dir
 
         STATE.metrics = ServiceMetrics()
         install_shutdown(STATE, SETTINGS.grace_period)
