@@ -12,7 +12,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from mlfactor.serving.app import RequestMiddleware, ServiceState
+from mlfactor.serving.access import RequestMiddleware
+from mlfactor.serving.state import ServiceState
 from mlfactor.settings import load_settings
 
 

@@ -27,7 +27,7 @@ from typing import Any
 from mlfactor.errors import ExitCode, MlfactorError
 from mlfactor.log import configure_logging, event, get_logger
 from mlfactor.masking import secret_values
-from mlfactor.serving.app import ServiceState
+from mlfactor.serving.state import ServiceState
 from mlfactor.settings import Settings
 
 logger = get_logger("mlfactor.serving")
