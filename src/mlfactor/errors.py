@@ -24,6 +24,7 @@ class ExitCode(IntEnum):
     NOT_FOUND = 66
     SERVICE_UNAVAILABLE = 69
     INTERNAL = 70
+    TRY_AGAIN = 75
     CONFIG = 78
     INTERRUPTED = 130
     TERMINATED = 143
@@ -86,6 +87,12 @@ class BackingServiceError(MlfactorError):
     def __init__(self, message: str, *, uri: str = "") -> None:
         super().__init__(message)
         self.uri = uri
+
+
+class LockTimeoutError(MlfactorError):
+    """Raised when another process held a registry lock for longer than we could wait."""
+
+    exit_code = ExitCode.TRY_AGAIN
 
 
 class StepFailedError(MlfactorError):

@@ -37,6 +37,7 @@ from mlfactor.errors import NotFoundError, ValidationError
 from mlfactor.log import event, get_logger
 from mlfactor.names import did_you_mean
 from mlfactor.registry import alias_version, require_model, set_alias
+from mlfactor.registry_lock import alias_lock
 
 logger = get_logger(__name__)
 
@@ -273,6 +274,30 @@ def promote_model(
     validate_alias(alias)
     require_model(client, name)
     _require_ready_version(client, name, version)
+    with alias_lock(client, name, alias):
+        return _promote_locked(
+            client,
+            name,
+            alias,
+            version,
+            reason=reason,
+            pipeline_run_id=pipeline_run_id,
+            who=who,
+            allow_new_alias=allow_new_alias,
+        )
+
+
+def _promote_locked(
+    client: MlflowClient,
+    name: str,
+    alias: str,
+    version: str,
+    *,
+    reason: str | None,
+    pipeline_run_id: str | None,
+    who: str | None,
+    allow_new_alias: bool,
+) -> AliasMove:
     current = alias_version(client, name, alias)
     if current == version:
         event(logger, "alias_unchanged", model=name, alias=alias, version=version)
@@ -325,6 +350,13 @@ def rollback_model(
     """
     validate_alias(alias)
     require_model(client, name)
+    with alias_lock(client, name, alias):
+        return _rollback_locked(client, name, alias, reason, who)
+
+
+def _rollback_locked(
+    client: MlflowClient, name: str, alias: str, reason: str | None, who: str | None
+) -> AliasMove:
     moves = _read_moves(client, name)
     _require_known_alias(client, name, alias, moves)
     target = rollback_target(moves, alias)

@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from mlfactor.errors import NotFoundError, ValidationError
 from mlfactor.names import did_you_mean
+from mlfactor.registry_lock import is_lock
 
 _URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 _LOGGED_MODEL_URI = re.compile(r"^models:/(?P<model_id>m-[0-9a-f]+)$")
@@ -72,7 +73,7 @@ def parse_model_uri(uri: str) -> ModelRef:
 
 
 def _model_names(client: MlflowClient) -> list[str]:
-    return [m.name for m in client.search_registered_models(max_results=1000)]
+    return [m.name for m in client.search_registered_models(max_results=1000) if not is_lock(m.name)]
 
 
 def require_model(client: MlflowClient, name: str) -> None:

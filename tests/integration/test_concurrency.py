@@ -99,11 +99,6 @@ def test_eight_runs_at_once_on_the_postgres_server_all_succeed(
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(
-    strict=False,  # the race needs two promotes to overlap, which is likely but not certain
-    reason="known race in mlfactor.lifecycle: a move reads the alias, sets it, then records; concurrent "
-    "promotes can record the same from_version (needs a registry-wide lock around the three calls)",
-)
 def test_concurrent_alias_moves_form_one_chain(server_runs: dict[str, Any]) -> None:
     """Concurrent promotes leave a history where each move starts where the last ended, up to the alias."""
     client = connect(load_settings(server_runs["env"]))
