@@ -28,6 +28,7 @@ from mlfactor.admin.batch_score import batch_score
 from mlfactor.errors import ConfigError, NotFoundError
 from mlfactor.release import BuildResult, build_bento, create_release
 from mlfactor.release.build import use_bentoml_home
+from mlfactor.serving.launcher import serve_environment
 from mlfactor.settings import Settings, load_settings
 from mlfactor.tracking import connect
 
@@ -91,6 +92,16 @@ def test_build_packs_the_resolved_version_with_registry_labels(built: Built) -> 
     assert "git_commit" in labels
     requirements = Path(bento.path, "env", "python", "requirements.txt").read_text(encoding="utf-8")
     assert "scikit-learn==" in requirements  # pinned, the model's own requirement included
+
+
+def test_serve_bento_applies_the_bentos_own_model_tag(built: Built) -> None:
+    """`mlfactor serve --bento TAG` hands the worker the Bento's MLFACTOR_BENTO_MODEL; exported values win."""
+    use_bentoml_home(built.settings)
+    env = serve_environment(built.settings, bento=built.build.bento_tag)
+    assert env["MLFACTOR_BENTO_MODEL"] == built.build.model_tag
+    assert env["BENTOML_HOST"] == built.settings.host  # the Bento's 0.0.0.0 does not override local settings
+    with pytest.raises(NotFoundError, match="mlfactor build"):
+        serve_environment(built.settings, bento="no-such-bento:v1")
 
 
 def test_building_again_from_the_same_inputs_gives_the_same_bento(built: Built) -> None:

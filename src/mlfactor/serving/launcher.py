@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from mlfactor.errors import ExitCode
+from mlfactor.errors import ExitCode, NotFoundError
 from mlfactor.log import event, get_logger
 from mlfactor.settings import Settings
 
@@ -57,25 +57,52 @@ def serve_command(settings: Settings, *, bento: str | None = None) -> tuple[list
     return command, workdir
 
 
-def serve_environment(settings: Settings) -> dict[str, str]:
-    """Return the server's environment: settings' child environment with host and port made explicit."""
-    return settings.child_environment({"BENTOML_HOST": settings.host, "BENTOML_PORT": str(settings.port)})
+def bento_environment(tag: str) -> dict[str, str]:
+    """Return the runtime ``envs`` a built Bento declares, e.g. its ``MLFACTOR_BENTO_MODEL``.
+
+    A container applies them; a local ``bentoml serve TAG`` does not, so the
+    launcher does. Raises NotFoundError when the Bento is not in the local store.
+    """
+    import bentoml
+
+    try:
+        info = bentoml.bentos.get(tag).info
+    except bentoml.exceptions.NotFound as exc:
+        raise NotFoundError(
+            f"Bento {tag!r} is not in the local BentoML store. List them with `bentoml list`; "
+            "build one with `mlfactor build`."
+        ) from exc
+    return {env.name: env.value for env in info.envs if env.stage in ("all", "runtime") and env.value}
+
+
+def serve_environment(settings: Settings, *, bento: str | None = None) -> dict[str, str]:
+    """Return the server's environment: a Bento's own envs, then settings' child environment.
+
+    Host and port are made explicit from settings, so they always win.
+    """
+    declared = (
+        {k: v for k, v in bento_environment(bento).items() if k not in settings.environ} if bento else {}
+    )
+    return settings.child_environment(
+        {**declared, "BENTOML_HOST": settings.host, "BENTOML_PORT": str(settings.port)}
+    )
 
 
 def run_server(settings: Settings, *, bento: str | None = None) -> int:
     """Serve until SIGTERM/SIGINT or until the server stops; return the exit code to use."""
     command, workdir = serve_command(settings, bento=bento)
+    environment = serve_environment(settings, bento=bento)
     event(
         logger,
         "serve_starting",
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
-        model_uri=settings.bento_model or settings.resolved_model_uri,
+        model_uri=environment.get("MLFACTOR_BENTO_MODEL") or settings.resolved_model_uri,
         grace_period_s=settings.grace_period,
     )
     sys.stdout.flush()
-    child = subprocess.Popen(command, cwd=workdir, env=serve_environment(settings), start_new_session=True)
+    child = subprocess.Popen(command, cwd=workdir, env=environment, start_new_session=True)
     asked: list[int] = []
 
     def forward(signum: int, frame: FrameType | None) -> None:
