@@ -65,7 +65,8 @@ def cli() -> None:
     Configuration comes only from the environment (and a .env file for local
     work); `mlfactor config` shows it. Exit codes: 0 ok, 1 step failed,
     2 usage, 3 step timeout, 4 kernel died, 65 invalid input, 66 not found,
-    69 backing service unavailable, 78 configuration error, 130/143 interrupted.
+    69 backing service unavailable, 75 try again (lock held),
+    78 configuration error, 130/143 interrupted.
     """
 
 
