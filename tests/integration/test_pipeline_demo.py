@@ -32,7 +32,9 @@ class DemoRuns:
     @property
     def client(self) -> MlflowClient:
         """A client of the test store."""
-        return MlflowClient(tracking_uri=self.env["MLFLOW_TRACKING_URI"])
+        return MlflowClient(
+            tracking_uri=self.env["MLFLOW_TRACKING_URI"], registry_uri=self.env["MLFLOW_TRACKING_URI"]
+        )
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,9 @@ class Scenario:
     @property
     def client(self) -> MlflowClient:
         """A client of the scenario's store."""
-        return MlflowClient(tracking_uri=self.env["MLFLOW_TRACKING_URI"])
+        return MlflowClient(
+            tracking_uri=self.env["MLFLOW_TRACKING_URI"], registry_uri=self.env["MLFLOW_TRACKING_URI"]
+        )
 
     def runs(self) -> dict[str, str]:
         """Run name -> status of every run in the store."""
@@ -55,7 +57,7 @@ SCENARIOS: dict[str, dict[str, object]] = {
     "fails": {"steps": _two_steps("fails-on-cell-2.ipynb")},
     "timeout": {
         "steps": [
-            {**_two_steps("sleeps-forever.ipynb", seconds=3601.0)[0], "timeout": "2s"},
+            {**_two_steps("sleeps-forever.ipynb", seconds=3601.0)[0], "timeout": "15s"},
             _two_steps("x")[1],
         ]
     },
@@ -125,7 +127,7 @@ def test_failed_notebook_is_kept_with_the_error_marked(scenarios: dict[str, Scen
 @pytest.mark.parametrize(
     ("name", "code", "error", "fragment"),
     [
-        pytest.param("timeout", 3, "StepTimeoutError", "timed out after 2 s in cell 2", id="timeout"),
+        pytest.param("timeout", 3, "StepTimeoutError", "timed out after 15 s in cell 3", id="timeout"),
         pytest.param("dies", 4, "KernelDiedError", "the kernel died in cell 2", id="kernel-died"),
     ],
 )

@@ -42,7 +42,7 @@ def test_sweep_runs_every_point_and_ranks_them(tmp_path: Path) -> None:
     assert "rank" in result.stderr and "a.doubled (max)" in result.stderr
     assert {e["sweep_index"] for e in result.events if "sweep_index" in e} == {0, 1}
     assert len([e for e in result.events if "event" not in e and "steps" in e]) == 2
-    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"], registry_uri=env["MLFLOW_TRACKING_URI"])
     for entry in final["ranking"]:
         run = client.get_run(entry["run_id"])
         assert run.data.tags["mlfactor.sweep.id"] == final["sweep_id"]
