@@ -30,14 +30,14 @@ $(STAMP): pyproject.toml $(LOCK)
 install: $(STAMP) ## Create .venv and install the pinned dependencies and mlfactor (set-up only)
 
 pipeline: $(STAMP) ## Run the demo training pipeline (PIPELINE=pipelines/train.yaml) on the configured store
-	$(BIN)/mlfactor run $(PIPELINE)
+	@$(BIN)/mlfactor run $(PIPELINE)
 
 serve: $(STAMP) ## Serve the champion model with bentoml serve on 127.0.0.1:3000 until Ctrl-C
-	$(BIN)/mlfactor serve
+	@$(BIN)/mlfactor serve
 
 run: $(STAMP) ## Set up, run the demo pipeline on the embedded sqlite store, then serve the champion
-	$(BIN)/mlfactor run $(PIPELINE)
-	$(BIN)/mlfactor serve
+	@$(BIN)/mlfactor run $(PIPELINE)
+	@$(BIN)/mlfactor serve
 
 lab: $(STAMP) ## Open JupyterLab on notebooks/ with the project's kernel and configuration
 	$(BIN)/mlfactor lab

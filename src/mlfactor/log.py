@@ -46,7 +46,11 @@ _context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
     "mlfactor_log_context", default=_EMPTY
 )
 _secrets: list[str] = []
-_RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+_RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+    "color_message",  # uvicorn's copy of the message with ANSI colours
+}
 
 
 @contextlib.contextmanager

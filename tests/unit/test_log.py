@@ -77,3 +77,13 @@ def test_level_filters_events() -> None:
     configure_logging("WARNING", "json", stream=stream)
     event(get_logger("x"), "debugging", level=logging.INFO)
     assert stream.getvalue() == ""
+
+
+def test_uvicorn_colour_copies_are_dropped() -> None:
+    """The `color_message` of uvicorn (ANSI escapes) never reaches the JSON line."""
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream=stream)
+    logging.getLogger("uvicorn.error").info("Started", extra={"color_message": "\x1b[36mStarted\x1b[0m"})
+    line = json.loads(stream.getvalue())
+    assert line["event"] == "Started"
+    assert "color_message" not in line
