@@ -38,7 +38,7 @@ from mlfactor.tracking import connect
 
 pytestmark = pytest.mark.slow
 MLFACTOR = str(Path(sys.executable).with_name("mlfactor"))
-TOKEN = "tok-deploy-test-4b7e1f"  # noqa: S105 - supplied as the Secret's value, like an operator would
+TOKEN = "tok-deploy-test-4b7e1f"
 JOB_FILES = ["pyproject.toml", "pipelines/*.yaml", "notebooks/*.ipynb"]
 SWEEP = "train.C=0.5,2.0"
 

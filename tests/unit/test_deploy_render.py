@@ -20,8 +20,8 @@ from mlfactor.release.records import Release, config_hash, release_config
 from mlfactor.settings import Settings, load_settings
 
 K8S_VERSION = "1.37"
-SECRET_TOKEN = "tok-5f1b9a7c3e"  # noqa: S105 - a test value that must never reach a manifest
-DB_PASSWORD = "pw-8c2d4e6f"  # noqa: S105
+SECRET_TOKEN = "tok-5f1b9a7c3e"
+DB_PASSWORD = "pw-8c2d4e6f"
 
 
 def make_settings(tmp_path: Path, **extra: str) -> Settings:

@@ -19,7 +19,7 @@ from mlfactor.release.records import Release, config_hash, release_config
 from mlfactor.settings import load_settings
 
 Objects = list[dict[str, Any]]
-KNOWN_SECRET = "s3cr3t-known-value"  # noqa: S105 - a test value
+KNOWN_SECRET = "s3cr3t-known-value"
 
 
 def _release(env: dict[str, str]) -> Release:

@@ -277,7 +277,7 @@ def purge(uri: str, *, run_ids: list[str], logged_model_ids: list[str]) -> None:
     command would also purge every other deleted run, experiment and logged
     model when a list is not given, which gc must not do behind a dry run.
     """
-    from mlflow.cli import _gc_tracking_resources  # noqa: PLC0415 - slow import, needed by --apply only
+    from mlflow.cli import _gc_tracking_resources
 
     store = _get_store(uri)  # type: ignore[no-untyped-call]
     with contextlib.redirect_stdout(io.StringIO()):  # it echoes one line per item

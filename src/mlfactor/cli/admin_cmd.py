@@ -59,7 +59,7 @@ def batch_score(
     Every value is checked against the model signature; a bad file exits 65
     naming each bad column and its row numbers, and writes nothing.
     """
-    from mlfactor.admin.batch_score import batch_score as run  # noqa: PLC0415 - import only the job that runs
+    from mlfactor.admin.batch_score import batch_score as run
 
     settings = start()
     progress, finish = _progress_bar()
@@ -96,7 +96,7 @@ def gc(older_than: str, keep_last: int, apply_: bool) -> None:
     Never touches a version an alias, a rollback or a release points at, nor
     the runs behind them.
     """
-    from mlfactor.admin.gc import apply_gc, parse_duration, plan_gc  # noqa: PLC0415 - see batch-score
+    from mlfactor.admin.gc import apply_gc, parse_duration, plan_gc
 
     settings = start()
     client = connect(settings)
@@ -120,7 +120,7 @@ def db_upgrade() -> None:
     Needs the database URI (sqlite, postgresql): with an http:// tracking
     server, run it where the database is. Take a backup first.
     """
-    from mlfactor.admin.db_upgrade import upgrade_all  # noqa: PLC0415 - see batch-score
+    from mlfactor.admin.db_upgrade import upgrade_all
 
     settings = start()
     results = upgrade_all(settings)
