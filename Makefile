@@ -15,7 +15,7 @@ SERVICES_DATABASE_URI ?= postgresql://postgres@127.0.0.1:5432/mlfactor
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export BENTOML_DO_NOT_TRACK ?= true
 
-.PHONY: help install run pipeline serve lab test lint lock clean services services-stop bench-serve bench-batch bench-pipeline manifests
+.PHONY: help install run pipeline serve lab test lint lock clean services services-stop bench-serve bench-batch bench-pipeline
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
