@@ -27,6 +27,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from mlfactor.settings import sandbox_environment
+
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -66,20 +68,7 @@ print(json.dumps({"rows": rows, "peak_rss_mb": round(peak_mb, 1), "seconds": sec
 
 def environment(folder: Path) -> dict[str, str]:
     """Environment of a fresh sqlite store inside ``folder``, telemetry off."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFACTOR_", "MLFLOW_", "BENTOML_"))}
-    env.update(
-        {
-            "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
-            "MLFACTOR_ARTIFACT_ROOT": str(folder / "artifacts"),
-            "MLFACTOR_PROJECT_DIR": str(PROJECT),
-            "MLFACTOR_LOG_FORMAT": "json",
-            "MLFACTOR_LOG_LEVEL": "WARNING",
-            "MLFLOW_DISABLE_TELEMETRY": "true",
-            "BENTOML_DO_NOT_TRACK": "true",
-            "BENTOML_HOME": str(folder / "bentoml"),
-        }
-    )
-    return env
+    return {**sandbox_environment(folder, PROJECT, os.environ), "MLFACTOR_LOG_LEVEL": "WARNING"}
 
 
 def write_csv(path: Path, size_mb: int, seed: int = 0) -> int:

@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from mlfactor.settings import sandbox_environment
+
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 NOTEBOOKS = [PROJECT_DIR / "notebooks" / "01-train.ipynb", PROJECT_DIR / "notebooks" / "02-evaluate.ipynb"]
@@ -37,19 +39,7 @@ TARGET = 1.10
 
 def environment(folder: Path) -> dict[str, str]:
     """Return a clean environment pointing at a store inside ``folder``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFACTOR_", "MLFLOW_", "BENTOML_"))}
-    env.update(
-        {
-            "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
-            "MLFACTOR_ARTIFACT_ROOT": str(folder / "artifacts"),
-            "MLFACTOR_PROJECT_DIR": str(PROJECT_DIR),
-            "MLFACTOR_LOG_FORMAT": "json",
-            "MLFLOW_DISABLE_TELEMETRY": "true",
-            "BENTOML_DO_NOT_TRACK": "true",
-            "MPLBACKEND": "Agg",
-        }
-    )
-    return env
+    return {**sandbox_environment(folder, PROJECT_DIR, os.environ), "MPLBACKEND": "Agg"}
 
 
 CPU: list[float] = []  # CPU seconds (user + system) of each timed process and its children

@@ -44,6 +44,8 @@ from typing import Any
 
 import psutil
 
+from mlfactor.settings import sandbox_environment
+
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent
 BIN = Path(sys.executable).parent
@@ -398,19 +400,10 @@ def main() -> int:
         )
         return 2
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFACTOR_", "MLFLOW_", "BENTOML_"))}
-    env.update(
-        {
-            "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
-            "MLFACTOR_ARTIFACT_ROOT": str(work / "artifacts"),
-            "MLFACTOR_PROJECT_DIR": str(PROJECT),
-            "MLFACTOR_LOG_FORMAT": "json",
-            "MLFLOW_DISABLE_TELEMETRY": "true",
-            "BENTOML_DO_NOT_TRACK": "true",
-            "BENTOML_HOME": str(work / "bentoml"),
-            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # mlflow models serve runs `uvicorn`
-        }
-    )
+    env = {
+        **sandbox_environment(work, PROJECT, os.environ),
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # mlflow models serve runs `uvicorn`
+    }
     version = register_model(env)
     env["BENCH_BENTO_MODEL"] = pack_model(env, version)
     bodies, luas = write_payloads(work)

@@ -10,26 +10,14 @@ from typing import Any
 
 import pytest
 
-from mlfactor.settings import Settings, load_settings
+from mlfactor.settings import Settings, load_settings, sandbox_environment
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 
 
 def store_environment(folder: Path) -> dict[str, str]:
     """Environment pointing mlfactor at an sqlite store and artifact folder inside ``folder``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFACTOR_", "MLFLOW_", "BENTOML_"))}
-    env.update(
-        {
-            "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
-            "MLFACTOR_ARTIFACT_ROOT": str(folder / "artifacts"),
-            "MLFACTOR_PROJECT_DIR": str(PROJECT_DIR),
-            "MLFACTOR_LOG_FORMAT": "json",
-            "MLFLOW_DISABLE_TELEMETRY": "true",
-            "BENTOML_DO_NOT_TRACK": "true",
-            "BENTOML_HOME": str(folder / "bentoml"),
-        }
-    )
-    return env
+    return sandbox_environment(folder, PROJECT_DIR, os.environ)
 
 
 @pytest.fixture

@@ -362,6 +362,29 @@ def _source_of(name: str, source: Mapping[str, str], dotenv: Mapping[str, str]) 
     return "default"
 
 
+def sandbox_environment(folder: Path, project_dir: Path, base: Mapping[str, str]) -> dict[str, str]:
+    """Environment of a throwaway local store inside ``folder``, for tests, benchmarks and trials.
+
+    ``base`` (usually the caller's environment) loses every ``MLFACTOR_*``,
+    ``MLFLOW_*`` and ``BENTOML_*`` variable, then gets an sqlite store, an
+    artifact folder and a BentoML home inside ``folder``, JSON logs and
+    telemetry off, so nothing reaches the user's own store.
+    """
+    env = {k: v for k, v in base.items() if not k.startswith(("MLFACTOR_", "MLFLOW_", "BENTOML_"))}
+    env.update(
+        {
+            "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
+            "MLFACTOR_ARTIFACT_ROOT": str(folder / "artifacts"),
+            "MLFACTOR_PROJECT_DIR": str(project_dir),
+            "MLFACTOR_LOG_FORMAT": "json",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "BENTOML_DO_NOT_TRACK": "true",
+            "BENTOML_HOME": str(folder / "bentoml"),
+        }
+    )
+    return env
+
+
 def setting_names() -> list[str]:
     """Names of every variable, for docs and tests."""
     return [var.name for var in VARIABLES]

@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 from mlfactor.errors import ConfigError, ExitCode
-from mlfactor.settings import VARIABLES, Settings, load_settings, parse_variants, settings_fields
+from mlfactor.settings import (
+    VARIABLES,
+    Settings,
+    load_settings,
+    parse_variants,
+    sandbox_environment,
+    settings_fields,
+)
 
 
 def test_defaults_point_at_embedded_sqlite_store(tmp_path: Path) -> None:
@@ -119,3 +126,16 @@ def test_every_variable_maps_to_a_settings_field() -> None:
     attrs = {var.attr for var in VARIABLES} - {"bentoml_port", "plain_port"}
     assert attrs <= set(settings_fields())
     assert isinstance(load_settings({}), Settings)
+
+
+def test_sandbox_environment_isolates_a_throwaway_store(tmp_path: Path) -> None:
+    """A sandbox drops the caller's MLflow, BentoML and mlfactor variables and points inside the folder."""
+    base = {"MLFLOW_TRACKING_URI": "postgresql://prod/db", "BENTOML_HOME": "/srv/b"}
+    base.update({"MLFACTOR_X": "1", "HOME": "/h"})
+    env = sandbox_environment(tmp_path, tmp_path, base)
+    settings = load_settings(env)
+    assert settings.tracking_uri == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert settings.artifact_root == str(tmp_path / "artifacts")
+    assert env["BENTOML_HOME"] == str(tmp_path / "bentoml")
+    assert env["HOME"] == "/h"
+    assert "MLFACTOR_X" not in env
