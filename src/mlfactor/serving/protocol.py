@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from mlfactor.errors import ValidationError
@@ -222,3 +223,36 @@ def parse_invocations(payload: Any, columns: Sequence[str]) -> list[Row]:
     if kind == "dataframe_records":
         return _records(value, kind)
     return _tensor(value, columns, kind)
+
+
+@dataclass(frozen=True)
+class ScoringInput:
+    """What an ``/invocations`` body carries: its rows and MLflow's optional ``params``."""
+
+    rows: list[Row]
+    params: dict[str, object] | None
+
+
+def _check_rows(rows: list[Row], max_rows: int) -> list[Row]:
+    if len(rows) > max_rows:
+        raise RequestError(
+            413, "too many rows", [f"got {len(rows)} rows; the limit is {max_rows} (MLFACTOR_MAX_ROWS)"]
+        )
+    return rows
+
+
+def read_predict(body: bytes, content_type: str | None, *, max_rows: int) -> list[Row]:
+    """Rows of a ``/predict`` body; RequestError 400/413/415 for anything else."""
+    check_content_type(content_type)
+    return _check_rows(parse_predict(decode_json(body)), max_rows)
+
+
+def read_invocations(
+    body: bytes, content_type: str | None, columns: Sequence[str], *, max_rows: int
+) -> ScoringInput:
+    """Rows and params of an MLflow scoring-protocol body; RequestError 400/413/415 for anything else."""
+    check_content_type(content_type)
+    payload = decode_json(body)
+    rows = _check_rows(parse_invocations(payload, columns), max_rows)
+    params = payload.get("params") if isinstance(payload.get("params"), dict) else None
+    return ScoringInput(rows, params)
