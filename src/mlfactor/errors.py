@@ -8,6 +8,7 @@ scheduler (cron, Kubernetes, Airflow) can act on them.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Mapping, Sequence
 from enum import IntEnum
 
@@ -28,6 +29,11 @@ class ExitCode(IntEnum):
     CONFIG = 78
     INTERRUPTED = 130
     TERMINATED = 143
+
+    @classmethod
+    def for_signal(cls, signum: int) -> ExitCode:
+        """The code of a process stopped by ``signum``: 143 for SIGTERM, 130 for SIGINT (and any other)."""
+        return cls.TERMINATED if signum == signal.SIGTERM else cls.INTERRUPTED
 
 
 class MlfactorError(Exception):
@@ -126,4 +132,4 @@ class InterruptedRunError(MlfactorError):
     def __init__(self, message: str, *, signal_number: int) -> None:
         super().__init__(message)
         self.signal_number = signal_number
-        self.exit_code = ExitCode.TERMINATED if signal_number == 15 else ExitCode.INTERRUPTED
+        self.exit_code = ExitCode.for_signal(signal_number)
