@@ -12,15 +12,13 @@ prints as its final JSON line.
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
@@ -37,6 +35,7 @@ from mlfactor.pipeline.plan import Plan
 from mlfactor.pipeline.progress import NullProgress, Progress
 from mlfactor.pipeline.step import StepContext, StepResult, run_step
 from mlfactor.settings import Settings
+from mlfactor.signals import StopRequest, handle_stop_signals
 from mlfactor.tracking import connect, ensure_experiment
 
 logger = get_logger(__name__)
@@ -91,31 +90,6 @@ class PipelineResult:
         return data
 
 
-class _Signals:
-    """SIGINT/SIGTERM handling for the duration of a run (main thread only)."""
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self.event = threading.Event()
-
-    def handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.received is None:
-            self.received = signum
-        self.event.set()
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[_Signals]:
-        if threading.current_thread() is not threading.main_thread():
-            yield self
-            return
-        previous = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield self
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-
 def run_pipeline(
     plan: Plan,
     settings: Settings,
@@ -167,7 +141,8 @@ def run_pipeline(
         )
         started = time.monotonic()
         try:
-            with _Signals().installed() as signals:
+            signals = StopRequest()
+            with handle_stop_signals(signals):
                 scheduler.run(signals)
         finally:
             scheduler.drain()
@@ -284,13 +259,13 @@ class _Scheduler:
             self.failed = True
             return None
 
-    def run(self, signals: _Signals) -> None:
+    def run(self, signals: StopRequest) -> None:
         graph = self.plan.graph
         running: dict[Future[StepResult], str] = {}
         with ThreadPoolExecutor(max_workers=self.max_parallel, thread_name_prefix="mlfactor-step") as pool:
             while True:
-                if signals.received is not None and not self.stopping.is_set():
-                    self._interrupt(signals.received)
+                if signals.signum is not None and not self.stopping.is_set():
+                    self._interrupt(signals.signum)
                 if not self.stopping.is_set() and not self.failed:
                     done = [n for n, r in self.results.items() if r.error is None]
                     begun = set(self.results) | set(running.values())
