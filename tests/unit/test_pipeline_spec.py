@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mlfactor.errors import ExitCode, NotFoundError, ValidationError
-from mlfactor.pipeline.spec import load_pipeline, parse_duration
+from mlfactor.pipeline.spec import load_pipeline
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 FIXTURES = PROJECT_DIR / "tests" / "fixtures" / "notebooks"
@@ -118,7 +118,3 @@ def test_absolute_notebook_paths_and_durations(tmp_path: Path) -> None:
     spec = load_pipeline(write(tmp_path, text))
     assert spec.step("a").notebook == FIXTURES / "sleeps.ipynb"
     assert spec.step("a").timeout == 120.0
-    assert parse_duration("1.5h") == 5400.0
-    assert parse_duration(30) == 30.0
-    with pytest.raises(ValueError):
-        parse_duration(0)

@@ -31,14 +31,13 @@ import yaml
 from mlfactor.errors import NotFoundError, ValidationError
 from mlfactor.names import did_you_mean
 from mlfactor.settings import find_project_dir
+from mlfactor.syntax import DURATION_SYNTAX, parse_duration
 
 PIPELINE_KEYS = ("name", "experiment", "description", "parameters", "metric", "steps")
 STEP_KEYS = ("name", "notebook", "description", "parameters", "depends_on", "timeout", "retries")
 METRIC_KEYS = ("step", "name", "goal")
 GOALS = ("max", "min")
 NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
-_DURATION = re.compile(r"^\s*(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>s|m|h)?\s*$")
-_UNITS = {None: 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 @dataclass(frozen=True)
@@ -96,22 +95,6 @@ class PipelineSpec:
             return str(self.path.relative_to(self.project_dir))
         except ValueError:
             return str(self.path)
-
-
-def parse_duration(value: Any) -> float:
-    """Parse ``90``, ``"90s"``, ``"10m"`` or ``"1.5h"`` into seconds; ValueError otherwise."""
-    if isinstance(value, bool):
-        raise ValueError(value)
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        match = _DURATION.match(str(value))
-        if not match:
-            raise ValueError(value)
-        seconds = float(match["number"]) * _UNITS[match["unit"]]
-    if seconds <= 0:
-        raise ValueError(value)
-    return seconds
 
 
 def read_pipeline_file(path: Path) -> tuple[Any, bytes]:
@@ -219,10 +202,12 @@ def _step(raw: Any, index: int, project_dir: Path, problems: list[str]) -> StepS
         try:
             timeout = parse_duration(raw["timeout"])
         except ValueError:
+            timeout = 0.0
+        if timeout <= 0:
             problems.append(
-                f"{where}.timeout: got {raw['timeout']!r}; expected seconds > 0 (e.g. 600) or a duration "
-                "like '90s', '10m', '2h'."
+                f"{where}.timeout: got {raw['timeout']!r}; expected more than 0 seconds: {DURATION_SYNTAX}."
             )
+            timeout = None
     retries = raw.get("retries", 0)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         problems.append(f"{where}.retries: got {retries!r}; expected a whole number >= 0.")
