@@ -18,36 +18,25 @@ from pathlib import Path
 
 import pytest
 
+from mlfactor.settings import sandbox_environment
+
 PROJECT_DIR = Path(__file__).resolve().parents[1]
-_store: dict[str, str] = {}
+_folder: list[Path] = []
 
 
-def _notebook_environment() -> dict[str, str]:
-    if not _store:
-        folder = Path(tempfile.mkdtemp(prefix="mlfactor-nbval-"))
-        _store.update(
-            {
-                "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
-                "MLFACTOR_ARTIFACT_ROOT": str(folder / "artifacts"),
-                "MLFACTOR_PROJECT_DIR": str(PROJECT_DIR),
-                "MLFACTOR_LOG_FORMAT": "json",
-                "MLFLOW_DISABLE_TELEMETRY": "true",
-                "BENTOML_DO_NOT_TRACK": "true",
-                "MPLBACKEND": "Agg",
-                "_MLFACTOR_NBVAL_FOLDER": str(folder),
-            }
-        )
-    return _store
+def _store_folder() -> Path:
+    """The throwaway store's folder, made once for the session."""
+    if not _folder:
+        _folder.append(Path(tempfile.mkdtemp(prefix="mlfactor-nbval-")))
+    return _folder[0]
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
     """Give kernels started during this setup the throwaway store's environment."""
     saved = dict(os.environ)
-    for name in list(os.environ):
-        if name.startswith(("MLFACTOR_", "MLFLOW_")):
-            del os.environ[name]
-    os.environ.update({k: v for k, v in _notebook_environment().items() if not k.startswith("_")})
+    os.environ.clear()
+    os.environ.update(sandbox_environment(_store_folder(), PROJECT_DIR, saved))
     try:
         return (yield)
     finally:
@@ -57,6 +46,5 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Remove the throwaway store."""
-    folder = _store.get("_MLFACTOR_NBVAL_FOLDER")
-    if folder:
+    for folder in _folder:
         shutil.rmtree(folder, ignore_errors=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
@@ -47,11 +48,27 @@ def test_a_held_lock_times_out_with_a_clear_error(tmp_path: Path) -> None:
     assert "mlfactor-lock.m.champion" in str(caught.value)
 
 
-def test_a_stale_lock_is_broken(tmp_path: Path) -> None:
-    """A lock left by a dead process is broken once older than stale_after."""
+def test_a_stale_lock_is_broken(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A lock left by a dead holder and older than stale_after is deleted, then taken by the new holder."""
     client = connect(load_settings(store_environment(tmp_path)))
-    client.create_registered_model(lock_name("m", "champion"))  # a holder that died
-    time.sleep(1.2)
-    with alias_lock(client, "m", "champion", timeout=10, stale_after=1.0):
-        entered = True
-    assert entered
+    name = lock_name("m", "champion")
+    left = client.create_registered_model(name)  # a holder that died without releasing
+    caplog.set_level(logging.INFO, logger="mlfactor.registry_lock")
+    with alias_lock(client, "m", "champion", timeout=10, stale_after=0.0):
+        held = client.get_registered_model(name)
+        assert held.creation_timestamp >= left.creation_timestamp
+        assert held.tags.get("mlfactor.lock") == "true"  # ours: the dead holder's lock had no tags
+    broken = [r for r in caplog.records if r.getMessage() == "registry_lock_broken"]
+    assert len(broken) == 1
+    assert client.search_registered_models(filter_string=f"name='{name}'") == []
+
+
+def test_a_fresh_lock_of_another_holder_is_not_broken(tmp_path: Path) -> None:
+    """A held lock younger than stale_after is left alone: the second holder times out instead."""
+    client = connect(load_settings(store_environment(tmp_path)))
+    name = lock_name("m", "champion")
+    client.create_registered_model(name)
+    with pytest.raises(LockTimeoutError):  # noqa: SIM117
+        with alias_lock(client, "m", "champion", timeout=0.3, stale_after=3600.0):
+            pass
+    assert client.get_registered_model(name).tags == {}
