@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from conftest import register_demo_model, store_environment
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from mlfactor.admin.gc import parse_duration, plan_gc
+from mlfactor.admin.gc import plan_gc
 from mlfactor.lifecycle import promote_model
 from mlfactor.release.records import record_release
 from mlfactor.settings import Settings, load_settings
@@ -73,7 +74,7 @@ def garden(tmp_path_factory: pytest.TempPathFactory) -> Garden:
 
 def test_dry_run_lists_candidates_and_deletes_nothing(garden: Garden) -> None:
     """Without --apply gc lists the unreferenced old versions and runs, with reasons, and changes nothing."""
-    plan = plan_gc(garden.client, garden.settings, older_than=parse_duration("0s"), keep_last=1)
+    plan = plan_gc(garden.client, garden.settings, older_than=dt.timedelta(0), keep_last=1)
     assert sorted(v.version for v in plan.delete_versions) == ["4", "5"]
     kept = {v.version: v.reason for v in plan.kept_versions}
     assert kept["1"].startswith("rollback target")
@@ -117,5 +118,5 @@ def test_apply_deletes_only_unreferenced_things(garden: Garden) -> None:
     mlflow.set_tracking_uri(garden.settings.tracking_uri)
     for uri in (f"models:/{NAME}@champion", f"models:/{NAME}/1", f"models:/{NAME}/2"):
         assert mlflow.pyfunc.load_model(uri) is not None
-    again = plan_gc(garden.client, garden.settings, older_than=parse_duration("0s"), keep_last=1)
+    again = plan_gc(garden.client, garden.settings, older_than=dt.timedelta(0), keep_last=1)
     assert again.delete_versions == [] and again.delete_runs == []

@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
 from mlfactor.admin.batch_score import _Problems, convert_column, file_format
-from mlfactor.admin.gc import parse_duration
 from mlfactor.errors import ValidationError
 from mlfactor.serving.schema import Field, InputSchema
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [("30d", 30 * 86400), ("12h", 43200), ("90m", 5400), ("2w", 1209600), ("0s", 0), ("1.5d", 129600)],
-)
-def test_durations_parse(text: str, seconds: float) -> None:
-    """--older-than accepts a number and one unit of s, m, h, d or w."""
-    assert parse_duration(text) == dt.timedelta(seconds=seconds)
-
-
-@pytest.mark.parametrize("text", ["30", "d30", "30 days", "-1d", ""])
-def test_bad_durations_name_the_format(text: str) -> None:
-    """Anything else is refused with an example of the expected form."""
-    with pytest.raises(ValidationError, match=r"e\.g\. 30d"):
-        parse_duration(text)
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import io
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,22 +36,9 @@ from mlfactor.log import event, get_logger
 from mlfactor.masking import mask_uri
 from mlfactor.release.records import RELEASES_EXPERIMENT, list_releases
 from mlfactor.settings import Settings
+from mlfactor.tags import PARENT_RUN_TAG, RunStatus
 
 logger = get_logger(__name__)
-
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-PARENT_TAG = "mlflow.parentRunId"
-
-
-def parse_duration(text: str) -> dt.timedelta:
-    """Parse ``30d``, ``12h``, ``90m``, ``2w`` or ``45s``; ValidationError otherwise."""
-    match = _DURATION.match(text.strip().lower())
-    if not match:
-        raise ValidationError(
-            "--older-than", [f"got {text!r}; expected a number and a unit s, m, h, d or w, e.g. 30d"]
-        )
-    return dt.timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
 
 
 @dataclass(frozen=True)
@@ -210,16 +196,16 @@ def _plan_runs(
     by_id = {run.info.run_id: run for _, run in runs}
     keep = set(surviving)
     for run_id in list(surviving):  # parents of kept runs stay too
-        parent = by_id[run_id].data.tags.get(PARENT_TAG) if run_id in by_id else None
+        parent = by_id[run_id].data.tags.get(PARENT_RUN_TAG) if run_id in by_id else None
         while parent and parent not in keep:
             keep.add(parent)
-            parent = by_id[parent].data.tags.get(PARENT_TAG) if parent in by_id else None
+            parent = by_id[parent].data.tags.get(PARENT_RUN_TAG) if parent in by_id else None
     delete: list[RunItem] = []
     kept = 0
     for experiment_name, run in runs:
         info = run.info
         old = (info.start_time or 0) < cutoff_ms
-        if info.run_id in keep or not old or info.status == "RUNNING":
+        if info.run_id in keep or not old or info.status == RunStatus.RUNNING:
             kept += 1
             continue
         delete.append(

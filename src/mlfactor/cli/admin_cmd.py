@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from mlfactor.cli.common import emit_json, start
+from mlfactor.cli.types import DURATION
 from mlfactor.tracking import connect
 
 
@@ -80,7 +81,11 @@ def batch_score(
 
 @admin.command("gc")
 @click.option(
-    "--older-than", default="30d", show_default=True, help="Only runs and versions older than this."
+    "--older-than",
+    type=DURATION,
+    default="30d",
+    show_default=True,
+    help="Only runs and versions older than this: 30d, 12h, 2w (a bare number is seconds).",
 )
 @click.option(
     "--keep-last",
@@ -90,17 +95,19 @@ def batch_score(
     help="Always keep the newest N versions of each registered model.",
 )
 @click.option("--apply", "apply_", is_flag=True, help="Delete (default: only list what would be deleted).")
-def gc(older_than: str, keep_last: int, apply_: bool) -> None:
+def gc(older_than: float, keep_last: int, apply_: bool) -> None:
     """List, or with --apply delete, old runs and model versions nothing references.
 
     Never touches a version an alias, a rollback or a release points at, nor
     the runs behind them.
     """
-    from mlfactor.admin.gc import apply_gc, parse_duration, plan_gc
+    import datetime as dt
+
+    from mlfactor.admin.gc import apply_gc, plan_gc
 
     settings = start()
     client = connect(settings)
-    plan = plan_gc(client, settings, older_than=parse_duration(older_than), keep_last=keep_last)
+    plan = plan_gc(client, settings, older_than=dt.timedelta(seconds=older_than), keep_last=keep_last)
     if apply_:
         plan = apply_gc(client, settings, plan)
     verb = "deleted" if apply_ else "would delete (dry run; --apply to delete)"
