@@ -10,9 +10,18 @@ from typing import Any
 
 import pytest
 
+from mlfactor.log import reset_logging
 from mlfactor.settings import Settings, load_settings, sandbox_environment
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _clean_logging() -> Iterator[None]:
+    """Every test starts and ends with logging as the interpreter had it (structlog's reset_defaults)."""
+    reset_logging()
+    yield
+    reset_logging()
 
 
 def store_environment(folder: Path) -> dict[str, str]:

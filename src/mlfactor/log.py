@@ -165,3 +165,23 @@ def configure_logging(
     logging.captureWarnings(True)
     _secrets[:] = list(secrets or [])
     return handler
+
+
+def reset_logging() -> None:
+    """Undo :func:`configure_logging` (and the service's access-log silencing), as at interpreter start.
+
+    Removes only the handlers mlfactor installed, so a test framework's own
+    capture handlers stay; tests call it between tests so none inherits another's configuration.
+    """
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if h.get_name() == "mlfactor"]:
+        root.removeHandler(handler)
+        handler.close()
+    root.setLevel(logging.WARNING)
+    for name in ROUTED_LOGGERS:
+        routed = logging.getLogger(name)
+        routed.setLevel(logging.NOTSET)
+        routed.propagate = True
+        routed.disabled = False
+    logging.captureWarnings(False)
+    _secrets.clear()

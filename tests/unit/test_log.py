@@ -6,7 +6,7 @@ import io
 import json
 import logging
 
-from mlfactor.log import bind, configure_logging, event, get_logger
+from mlfactor.log import JsonFormatter, bind, configure_logging, event, get_logger, reset_logging
 
 
 def _lines(stream: io.StringIO) -> list[dict[str, object]]:
@@ -87,3 +87,22 @@ def test_uvicorn_colour_copies_are_dropped() -> None:
     line = json.loads(stream.getvalue())
     assert line["event"] == "Started"
     assert "color_message" not in line
+
+
+def test_reset_logging_removes_only_mlfactors_handler_and_forgets_secrets() -> None:
+    """reset_logging drops mlfactor's handler, levels and secrets, and leaves other handlers in place."""
+    root = logging.getLogger()
+    foreign = logging.NullHandler()
+    stream = io.StringIO()
+    configure_logging("DEBUG", "json", stream=stream, secrets=["hunter2-canary"])
+    root.addHandler(foreign)
+    try:
+        reset_logging()
+        assert [h for h in root.handlers if h.get_name() == "mlfactor"] == []
+        assert foreign in root.handlers
+        assert root.level == logging.WARNING
+        assert logging.getLogger("uvicorn").level == logging.NOTSET
+        record = logging.LogRecord("mlfactor.test", logging.INFO, "", 0, "said hunter2-canary", None, None)
+        assert "hunter2-canary" in JsonFormatter().format(record)  # the earlier secrets are forgotten
+    finally:
+        root.removeHandler(foreign)
