@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import signal
@@ -36,6 +37,7 @@ from mlfactor.errors import BackingServiceError, ValidationError
 from mlfactor.log import event, get_logger
 from mlfactor.masking import mask_uri
 from mlfactor.settings import Settings
+from mlfactor.signals import StopRequest, handle_stop_signals
 
 logger = get_logger("mlfactor.stack")
 server_logger = get_logger("mlfactor.stack.mlflow_server")
@@ -154,7 +156,7 @@ def _forward_line(line: str, target: Any) -> None:
         level, source, message = match["level"], "uvicorn", match["msg"]
     elif _WARNING_LINE.match(text):
         level = "WARNING"
-    numeric = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}.get(level, 20)
+    numeric = logging.getLevelNamesMapping().get(level, logging.INFO)
     event(target, "mlflow_server_output", level=numeric, source=source, message=message)
 
 
@@ -261,11 +263,6 @@ def stop_process_group(process: subprocess.Popen[str], timeout: float = STOP_TIM
     return process.wait()
 
 
-@dataclass
-class _StopFlag:
-    signal_number: int | None = None
-
-
 def run_stack(config: StackConfig, settings: Settings) -> int:
     """Prepare the database and run the server in the foreground until SIGINT/SIGTERM; return 0.
 
@@ -277,8 +274,8 @@ def run_stack(config: StackConfig, settings: Settings) -> int:
     created = ensure_database(config.database_uri)
     event(logger, "database_ready", database=mask_uri(config.database_uri), created=created)
     upgrade_schema(config, settings)
-    stop = _StopFlag()
-    with _signals_to(stop):
+    stop = StopRequest()
+    with handle_stop_signals(stop):
         process = start_server(config, settings)
         pump = threading.Thread(target=_pump, args=(process.stdout,), daemon=True)
         pump.start()
@@ -302,9 +299,9 @@ def run_stack(config: StackConfig, settings: Settings) -> int:
             event(logger, "services_stopped", tracking_uri=config.tracking_uri)
 
 
-def _supervise(config: StackConfig, process: subprocess.Popen[str], stop: _StopFlag) -> int:
+def _supervise(config: StackConfig, process: subprocess.Popen[str], stop: StopRequest) -> int:
     if not wait_until_healthy(config.tracking_uri, process):
-        if stop.signal_number is not None:
+        if stop.requested:
             return 0
         raise BackingServiceError(
             f"mlflow server on {config.tracking_uri} did not become healthy (exit code {process.poll()}); "
@@ -319,30 +316,14 @@ def _supervise(config: StackConfig, process: subprocess.Popen[str], stop: _StopF
         artifacts=str(config.artifacts_dir.resolve()),
         hint=f"export MLFLOW_TRACKING_URI={config.tracking_uri}",
     )
-    while stop.signal_number is None:
+    while not stop.received.wait(0.2):
         if process.poll() is not None:
             raise BackingServiceError(
                 f"mlflow server on {config.tracking_uri} exited unexpectedly with code {process.returncode}.",
                 uri=config.tracking_uri,
             )
-        time.sleep(0.2)
-    event(logger, "services_stopping", signal=stop.signal_number)
+    event(logger, "services_stopping", signal=stop.signum)
     return 0
-
-
-@contextlib.contextmanager
-def _signals_to(flag: _StopFlag) -> Iterator[None]:
-    """Record SIGINT/SIGTERM in ``flag`` inside the block instead of raising."""
-
-    def handle(signum: int, _frame: object) -> None:
-        flag.signal_number = signum
-
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def stop_stack(config: StackConfig) -> dict[str, Any]:
