@@ -2,24 +2,27 @@
 
 papermill writes the notebook while it runs into a private temporary folder;
 when the step ends (in any way) the runner scrubs every secret value of its
-environment from it, moves it into the output folder and logs it, plus an HTML
+environment (and every value a notebook read through ``secret()``) from it,
+moves it into the output folder and logs it, plus an HTML
 rendering a person can open in the MLflow UI, as artifacts of the step's run.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nbformat
-from mlflow.tracking import MlflowClient
 
 from mlfactor.log import event, get_logger
 from mlfactor.masking import mask_text
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 logger = get_logger(__name__)
 NOTEBOOK_ARTIFACT_DIR = "notebook"
@@ -47,10 +50,8 @@ def markdown_cell(text: str, tags: list[str]) -> Any:
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
-    """Mask every secret value in ``text``, also in its JSON-escaped form."""
-    values = [s for s in secrets if s and len(s) >= 4]
-    escaped = [json.dumps(s)[1:-1] for s in values]
-    return mask_text(text, [*values, *escaped])
+    """Mask every secret value in ``text`` (plain, JSON- and HTML-escaped), remembered ones included."""
+    return mask_text(text, secrets)
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -75,17 +76,17 @@ def keep_notebook(partial: Path, final: Path, secrets: Iterable[str]) -> Path | 
     return final
 
 
-def render_html(notebook: Path) -> Path | None:
-    """Render ``notebook`` to HTML beside it; None (and a warning event) when rendering fails."""
+def render_html(notebook: Path, secrets: Iterable[str] = ()) -> Path | None:
+    """Render ``notebook`` to HTML beside it, scrubbed again; None (and a warning event) on failure."""
     from nbconvert import HTMLExporter
 
     exporter: Any = HTMLExporter
     target = notebook.with_suffix(".html")
     try:
         body, _ = exporter(template_name="lab").from_notebook_node(read_notebook(notebook))
-        write_atomic(target, body)
+        write_atomic(target, scrub(body, secrets))
     except Exception as exc:  # noqa: BLE001 - a missing rendering must not fail the step
-        event(logger, "notebook_html_failed", level=30, notebook=str(notebook), error=str(exc)[:300])
+        event(logger, "notebook_html_failed", level=logging.WARNING, notebook=str(notebook), error=str(exc)[:300])
         return None
     return target
 
