@@ -1,9 +1,14 @@
-"""`mlfactor serve` builds the bentoml serve command from settings alone."""
+"""`mlfactor serve` builds the bentoml serve command from settings alone, and refuses a taken port."""
 
 from __future__ import annotations
 
-from mlfactor.serving.launcher import serve_command, serve_environment
-from mlfactor.serving.lifecycle import service_config
+import socket
+
+import pytest
+
+from mlfactor.errors import BackingServiceError
+from mlfactor.serving.launcher import check_port, serve_command, serve_environment
+from mlfactor.serving.worker import service_config
 from mlfactor.settings import load_settings
 
 
@@ -41,3 +46,17 @@ def test_service_config_follows_settings(store_env: dict[str, str]) -> None:
     assert config["workers"] == 3
     assert config["traffic"]["timeout"] > 7
     assert config["logging"]["access"]["enabled"] is False
+    assert config["metrics"]["enabled"] is False  # mlfactor serves /metrics with bounded labels
+
+
+def test_a_taken_port_is_refused_with_a_free_one_to_use(store_env: dict[str, str]) -> None:
+    """A port someone listens on raises BackingServiceError (exit 69) naming it and a PORT=... to use."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = load_settings({**store_env, "PORT": str(port)})
+        with pytest.raises(BackingServiceError, match=rf"port {port} on 127.0.0.1 is already in use") as caught:
+            check_port(settings)
+    assert caught.value.exit_code == 69
+    assert "PORT=" in str(caught.value)

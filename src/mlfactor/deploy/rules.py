@@ -18,7 +18,7 @@ from typing import Any
 from mlfactor.deploy.environment import DEFAULT_GRACE, DEFAULT_PORT
 from mlfactor.deploy.manifests import LIVE_PATH, READY_PATH
 from mlfactor.masking import is_secret_name, mask_uri
-from mlfactor.serving.app import ServiceState, build_app
+from mlfactor.serving.core import ROUTES
 
 Manifest = dict[str, Any]
 # Served by BentoML itself for every service (bentoml/_internal/server/base_app.py, get_system_routes).
@@ -28,13 +28,9 @@ _MIN_SECRET_LENGTH = 6  # shorter values (true, 1234) would match innocent text
 
 @cache
 def service_routes() -> frozenset[str]:
-    """Return the GET paths the service answers: BentoML's system routes plus the app's GET routes."""
-    app_routes = {
-        str(getattr(route, "path", ""))
-        for route in build_app(ServiceState()).routes
-        if "GET" in (getattr(route, "methods", None) or ())
-    }
-    return frozenset({*BENTOML_SYSTEM_ROUTES, *app_routes})
+    """Return the GET paths the service answers: BentoML's system routes plus mlfactor's GET routes."""
+    mlfactor_routes = (path for path, methods in ROUTES.items() if "GET" in methods)
+    return frozenset({*BENTOML_SYSTEM_ROUTES, *mlfactor_routes})
 
 
 @dataclass(frozen=True)

@@ -14,15 +14,18 @@ import contextlib
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from types import FrameType
 
-from mlfactor.errors import ExitCode, NotFoundError
+from mlfactor.errors import BackingServiceError, ExitCode
 from mlfactor.log import event, get_logger
+from mlfactor.serving.bento import bento_environment
 from mlfactor.settings import Settings
+from mlfactor.signals import handle_stop_signals, signal_name
 
 logger = get_logger(__name__)
 
@@ -57,24 +60,6 @@ def serve_command(settings: Settings, *, bento: str | None = None) -> tuple[list
     return command, workdir
 
 
-def bento_environment(tag: str) -> dict[str, str]:
-    """Return the runtime ``envs`` a built Bento declares, e.g. its ``MLFACTOR_BENTO_MODEL``.
-
-    A container applies them; a local ``bentoml serve TAG`` does not, so the
-    launcher does. Raises NotFoundError when the Bento is not in the local store.
-    """
-    import bentoml
-
-    try:
-        info = bentoml.bentos.get(tag).info
-    except bentoml.exceptions.NotFound as exc:
-        raise NotFoundError(
-            f"Bento {tag!r} is not in the local BentoML store. List them with `bentoml list`; "
-            "build one with `mlfactor build`."
-        ) from exc
-    return {env.name: env.value for env in info.envs if env.stage in ("all", "runtime") and env.value}
-
-
 def serve_environment(settings: Settings, *, bento: str | None = None) -> dict[str, str]:
     """Return the server's environment: a Bento's own envs, then settings' child environment.
 
@@ -88,8 +73,38 @@ def serve_environment(settings: Settings, *, bento: str | None = None) -> dict[s
     )
 
 
+def port_taken(host: str, port: int) -> bool:
+    """True when ``host:port`` cannot be bound (someone listens there), as BentoML would bind it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def check_port(settings: Settings) -> None:
+    """Raise BackingServiceError (exit 69) with a free port to use when the configured one is taken."""
+    if not port_taken(settings.host, settings.port):
+        return
+    free = next(
+        (p for p in range(settings.port + 1, settings.port + 50) if not port_taken(settings.host, p)), None
+    )
+    variable = "BENTOML_PORT" if "BENTOML_PORT" in settings.environ else "PORT"
+    hint = f"serve on another one, e.g. {variable}={free} mlfactor serve" if free else f"set {variable}"
+    raise BackingServiceError(
+        f"port {settings.port} on {settings.host} is already in use; stop what listens there, or {hint}"
+    )
+
+
 def run_server(settings: Settings, *, bento: str | None = None) -> int:
-    """Serve until SIGTERM/SIGINT or until the server stops; return the exit code to use."""
+    """Serve until SIGTERM/SIGINT or until the server stops; return the exit code to use.
+
+    A port already in use raises BackingServiceError (exit 69) before anything starts.
+    """
+    check_port(settings)
     command, workdir = serve_command(settings, bento=bento)
     environment = serve_environment(settings, bento=bento)
     event(
@@ -110,16 +125,15 @@ def run_server(settings: Settings, *, bento: str | None = None) -> int:
             event(
                 logger,
                 "serve_stopping",
-                signal=signal.Signals(signum).name,
+                signal=signal_name(signum),
                 grace_period_s=settings.grace_period,
             )
         asked.append(signum)
         with contextlib.suppress(ProcessLookupError):
             child.send_signal(signal.SIGTERM)
 
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     deadline: float | None = None
-    try:
+    with handle_stop_signals(forward):
         while True:
             try:
                 returncode = child.wait(timeout=0.5)
@@ -133,9 +147,6 @@ def run_server(settings: Settings, *, bento: str | None = None) -> int:
                 _kill_group(child.pid)
                 child.wait()
                 return int(ExitCode.TERMINATED)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     _kill_group(child.pid)  # workers left behind by a supervisor that died
     if asked:
         return 0 if returncode in (0, -signal.SIGTERM) else returncode

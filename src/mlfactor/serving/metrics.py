@@ -1,40 +1,89 @@
-"""Prometheus metrics of the service, per model version and variant.
+"""Prometheus metrics of one service, per model version and variant, in a directory of its own.
 
-Created in the worker after BentoML set ``PROMETHEUS_MULTIPROC_DIR``, so every
-worker writes to the shared multiprocess files that BentoML's ``/metrics``
-endpoint collects (creating them at import time would bypass them).
+Each :class:`ServiceMetrics` registers its counters in its own registry, so
+two in one process (tests) never collide. Under ``bentoml serve`` every worker
+writes to the multiprocess directory the supervisor handed it, and
+:meth:`ServiceMetrics.render` merges that directory's files. The supervisor
+gives each service a fresh directory of its own (:func:`use_own_multiprocess_dir`),
+removed when it exits, so two services on one host never see (or wipe) each
+other's counters. Label values are bounded by the caller: paths are route
+names, unknown paths share one label.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import atexit
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import values as prometheus_values
+from prometheus_client.multiprocess import MultiProcessCollector
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class ServiceMetrics:
-    """Request counter, latency histogram and row counter labelled by model, version, variant."""
+    """Request counter, latency histogram and row counter labelled by path, model, version, variant."""
 
     def __init__(self) -> None:
-        from prometheus_client import Counter, Histogram
-
+        self.registry = CollectorRegistry(auto_describe=True)
         labels = ("path", "status", "model", "version", "variant")
-        self.requests: Any = Counter("mlfactor_requests", "HTTP requests answered.", labels)
-        self.latency: Any = Histogram(
+        self.requests = Counter(
+            "mlfactor_requests", "HTTP requests answered.", labels, registry=self.registry
+        )
+        self.latency = Histogram(
             "mlfactor_request_duration_seconds",
             "Time from request to complete response.",
             ("path", "model", "version", "variant"),
             buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
-        self.rows: Any = Counter(
-            "mlfactor_predicted_rows", "Rows predicted.", ("model", "version", "variant")
+        self.rows = Counter(
+            "mlfactor_predicted_rows",
+            "Rows predicted.",
+            ("model", "version", "variant"),
+            registry=self.registry,
         )
 
     def observe(
         self, *, path: str, status: int, model: str, version: str, variant: str, seconds: float, rows: int
     ) -> None:
-        """Record one answered request."""
+        """Record one answered request (``path`` is a bounded route label)."""
         self.requests.labels(path, str(status), model, version, variant).inc()
         self.latency.labels(path, model, version, variant).observe(seconds)
         if rows:
             self.rows.labels(model, version, variant).inc(rows)
+
+    def render(self) -> bytes:
+        """Return the Prometheus text exposition: every worker's files, or this registry alone."""
+        directory = os.environ.get(MULTIPROC_ENV)
+        if directory and Path(directory).is_dir() and _multiprocess_values():
+            merged = CollectorRegistry()
+            MultiProcessCollector(merged, path=directory)  # type: ignore[no-untyped-call]  # untyped upstream
+            return generate_latest(merged)
+        return generate_latest(self.registry)
+
+
+def _multiprocess_values() -> bool:
+    """True when prometheus_client keeps values in files (the worker started with the directory set)."""
+    return bool(getattr(prometheus_values.ValueClass, "_multiprocess", False))
+
+
+def use_own_multiprocess_dir() -> Path:
+    """Give the service started by this process a fresh multiprocess directory, removed at exit.
+
+    Called in the ``bentoml serve`` supervisor before it starts workers: BentoML
+    would otherwise use ``$BENTOML_HOME/prometheus_multiproc_dir`` for every
+    service on the host and wipe it at each start.
+    """
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    path = Path(tempfile.mkdtemp(prefix=f"mlfactor-metrics-{os.getpid()}-"))
+    BentoMLContainer.prometheus_multiproc_dir.set(str(path))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path

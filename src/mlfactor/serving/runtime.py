@@ -3,14 +3,14 @@
 :class:`ServingRuntime` is built from settings, loads every model at start
 (:meth:`load`), and answers :meth:`predict` for a request key without any
 registry call and without keeping state between requests. HTTP lives in
-:mod:`mlfactor.serving.app`; this module is plain Python, tested directly.
+:mod:`mlfactor.serving.core`; this module is plain Python, tested directly.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +20,9 @@ from mlfactor.registry import parse_model_uri
 from mlfactor.serving.flags import Flags
 from mlfactor.serving.model import ServedModel, load_from_bento_store, load_from_registry, load_with_retry
 from mlfactor.serving.protocol import Row
-from mlfactor.serving.variants import assign_variant, parse_weights, variant_ref_uri
+from mlfactor.serving.variants import assign_variant, variant_ref_uri
 from mlfactor.settings import Settings
+from mlfactor.syntax import format_weights, parse_weights
 
 logger = get_logger("mlfactor.serving")
 predictions_logger = get_logger("mlfactor.predictions")
@@ -91,7 +92,7 @@ class ServingRuntime:
         """The first configured variant's model (what /metadata and errors name)."""
         return self.models.get(self.planned[0][0])
 
-    def load(self, stopping: Any = lambda: False) -> None:
+    def load(self, stopping: Callable[[], bool] = lambda: False) -> None:
         """Load every planned model once (each URI once), retrying an unreachable registry."""
         uris = list(dict.fromkeys(uri for _, uri in self.planned))
         if self.settings.bento_model:
@@ -135,7 +136,7 @@ class ServingRuntime:
                     level=logging.ERROR,
                     flag="variant_weights",
                     error=str(exc),
-                    using=",".join(f"{n}={w}" for n, w in self.weights),
+                    using=format_weights(self.weights),
                 )
             return self.weights
 

@@ -1,12 +1,15 @@
-"""The BentoML service class: the HTTP app, readiness and lifecycle hooks, configured from settings.
+"""The BentoML service: a thin shell putting :class:`~mlfactor.serving.asgi.ServingApp` in front of BentoML.
 
 BentoML imports this module in its supervisor and in every worker, and reads
 the ``@bentoml.service`` configuration at import, so this entry module (and
 only this one) reads the settings and configures logging when imported:
-BentoML's workers set up **text** logging before importing it (FIELD_NOTES)
-and every stdout line must be JSON. Plain ``bentoml serve`` (a built Bento)
-therefore honours the same environment as ``mlfactor serve``. The lifecycle
-itself lives in :mod:`mlfactor.serving.lifecycle`.
+BentoML's workers set up **text** logging before importing it and every
+stdout line must be JSON. Served from a built Bento, the Bento's declared
+``envs`` are defaults under the real environment, so a plain
+``bentoml serve TAG`` serves the model packed in it. In the supervisor, the
+service gets a Prometheus directory of its own. Everything else lives in
+:mod:`mlfactor.serving.worker` (process life) and :mod:`mlfactor.serving.core`
+(HTTP behaviour).
 """
 
 from __future__ import annotations
@@ -15,19 +18,25 @@ import logging
 import os
 import sys
 import threading
-import time
+from pathlib import Path
 
 import bentoml
+from bentoml._internal.context import server_context
 
 from mlfactor.errors import ConfigError
 from mlfactor.log import configure_logging, event, get_logger
-from mlfactor.serving.app import ServiceState, build_app
-from mlfactor.serving.lifecycle import (
+from mlfactor.serving.asgi import ServingApp
+from mlfactor.serving.bento import with_packed_defaults
+from mlfactor.serving.core import ServingCore
+from mlfactor.serving.metrics import use_own_multiprocess_dir
+from mlfactor.serving.state import WorkerState
+from mlfactor.serving.worker import (
     configure_service_logging,
     flush_logs,
     install_shutdown,
-    load_models,
+    load_runtime,
     service_config,
+    stop_service,
 )
 from mlfactor.settings import Settings, load_settings
 
@@ -37,7 +46,7 @@ logger = get_logger("mlfactor.serving")
 def _startup_settings() -> Settings:
     """Load the settings for this process; a bad configuration exits 78 with one JSON error line."""
     try:
-        settings = load_settings()
+        settings = load_settings(with_packed_defaults(os.environ, Path.cwd()))
     except ConfigError as exc:
         configure_logging()
         event(
@@ -55,25 +64,25 @@ def _startup_settings() -> Settings:
 
 
 SETTINGS = _startup_settings()
-STATE = ServiceState(settings=SETTINGS, workers=SETTINGS.workers, release=SETTINGS.release)
-APP = build_app(STATE)
+STATE = WorkerState(SETTINGS)
+if server_context.worker_index is None:  # the supervisor (or `bentoml build`), not a worker
+    use_own_multiprocess_dir()
+
+
+def _load() -> None:
+    exit_code = load_runtime(STATE)
+    if exit_code is not None:
+        stop_service(STATE, exit_code)
 
 
 @bentoml.service(**service_config(SETTINGS))
-@bentoml.asgi_app(APP, path="/")
 class MlfactorService:
     """Serves the configured registered model (or the model packed in the Bento)."""
 
     def __init__(self) -> None:
         configure_service_logging(SETTINGS)  # the worker may have reset logging since import
-        from mlfactor.serving.metrics import ServiceMetrics  # needs the worker's prometheus dir
-
-        STATE.metrics = ServiceMetrics()
-        install_shutdown(STATE, SETTINGS.grace_period)
-        loader = threading.Thread(
-            target=load_models, args=(STATE, SETTINGS), name="mlfactor-load", daemon=True
-        )
-        loader.start()
+        install_shutdown(STATE)
+        threading.Thread(target=_load, name="mlfactor-load", daemon=True).start()
 
     async def __is_ready__(self) -> bool:
         """Readiness: every model loaded and no shutdown under way."""
@@ -82,11 +91,15 @@ class MlfactorService:
     @bentoml.on_shutdown  # type: ignore[untyped-decorator]  # bentoml ships no types for it
     def shutdown(self) -> None:
         """Log the end of a graceful shutdown (in-flight requests are finished by now)."""
-        began = STATE.extra.get("shutdown_started")
+        elapsed = STATE.shutdown_elapsed()
         event(
             logger,
             "shutdown_complete",
             pid=os.getpid(),
-            elapsed_s=round(time.monotonic() - began, 3) if began else None,
+            elapsed_s=round(elapsed, 3) if elapsed is not None else None,
         )
         flush_logs()
+
+
+# The decorator returned a bentoml Service; its stubs still see the class.
+MlfactorService.add_asgi_middleware(ServingApp, core=ServingCore(STATE))  # type: ignore[attr-defined]
