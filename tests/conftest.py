@@ -16,6 +16,22 @@ from mlfactor.settings import Settings, load_settings, sandbox_environment
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 
 
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under pytest-xdist each test module runs whole in one worker, and the demo notebooks share one.
+
+    Module-scoped fixtures (a served process, a trained store) are then built once, not once per
+    worker; 02-evaluate promotes what 01-train registered in the same worker's store.
+    """
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "notebooks" if path.startswith("notebooks/") else path
+
+    return ModuleScheduling(config, log)
+
+
 @pytest.fixture(autouse=True)
 def _clean_logging() -> Iterator[None]:
     """Every test starts and ends with logging as the interpreter had it (structlog's reset_defaults)."""
