@@ -42,8 +42,9 @@ run: $(STAMP) ## Set up, run the demo pipeline on the embedded sqlite store, the
 lab: $(STAMP) ## Open JupyterLab on notebooks/ with the project's kernel and configuration
 	$(BIN)/mlfactor lab
 
-test: $(STAMP) ## Set up and run the whole test suite (unit, integration, notebooks)
-	$(BIN)/pytest
+TEST_WORKERS ?= 2
+test: $(STAMP) ## Set up and run the whole test suite (unit, integration, notebooks) on TEST_WORKERS (2) processes
+	$(BIN)/pytest -n $(TEST_WORKERS)
 
 lint: $(STAMP) ## ruff and mypy
 	$(BIN)/ruff check .
