@@ -138,13 +138,17 @@ def resolve_format(log_format: str, stream: IO[str]) -> str:
 
 
 def configure_logging(
-    level: str = "INFO",
+    level: int | str = logging.INFO,
     log_format: str = "auto",
     *,
     stream: IO[str] | None = None,
     secrets: list[str] | None = None,
 ) -> logging.Handler:
-    """Send every logger's records to ``stream`` (stdout) as JSON or console lines; idempotent."""
+    """Send every logger's records to ``stream`` (stdout) as JSON or console lines; idempotent.
+
+    ``level`` is a ``logging`` constant (``Settings.log_level``) or its name.
+    """
+    numeric = level if isinstance(level, int) else logging.getLevelNamesMapping()[level.upper()]
     target = stream if stream is not None else sys.stdout
     handler = logging.StreamHandler(target)
     chosen = resolve_format(log_format, target)
@@ -155,13 +159,13 @@ def configure_logging(
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(level)
+    root.setLevel(numeric)
     for name in ROUTED_LOGGERS:
         routed = logging.getLogger(name)
         for old in list(routed.handlers):
             routed.removeHandler(old)
         routed.propagate = True
-        routed.setLevel(max(logging.getLevelName(level), _QUIET_LOGGERS.get(name, logging.NOTSET)))
+        routed.setLevel(max(numeric, _QUIET_LOGGERS.get(name, logging.NOTSET)))
     logging.captureWarnings(True)
     _secrets[:] = list(secrets or [])
     return handler

@@ -1,181 +1,243 @@
 """The only reader of the environment: every setting typed, validated and documented.
 
+Each field of :class:`Settings` is declared with :func:`~mlfactor.variables.setting`:
+the variable's name, type, default, meaning and secrecy, once. From that one
+declaration come the field, its validation and the README's configuration
+table (``mlfactor config --docs``). To add a variable, add a field.
+
 ``load_settings()`` reads the process environment (plus a ``.env`` file for
 local development) once, checks every variable and raises one
 :class:`~mlfactor.errors.ConfigError` naming every problem. Nothing else in
 mlfactor reads ``os.environ``; child processes (papermill kernels,
-``bentoml serve``) get their environment from :meth:`Settings.child_environment`.
-
-environs 15 keeps ``.env`` values inside the ``Env`` instance instead of
-exporting them, so they are passed on explicitly to MLflow and to children.
+``bentoml serve``) get their environment from :meth:`Settings.child_environment`,
+which passes ``.env`` values on explicitly.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import environs
-from marshmallow.validate import OneOf, Range
+from dotenv import dotenv_values
 
 from mlfactor.errors import ConfigError
-from mlfactor.masking import mask_value
 from mlfactor.names import did_you_mean
+from mlfactor.variables import (
+    BOOLEAN,
+    LOG_LEVEL,
+    PATH,
+    WEIGHTS,
+    Resolution,
+    Variable,
+    choice,
+    declared_variables,
+    integer,
+    read_variables,
+    seconds,
+    setting,
+    text,
+)
 
 PROJECT_MARKER = "pyproject.toml"
+_POSITIVE = integer(1)
+_PORT = integer(1, 65535, noun="a port")
 
 
-@dataclass(frozen=True)
-class Variable:
-    """One environment variable: its name, parser, default and meaning."""
-
-    name: str
-    attr: str
-    parser: str
-    default: Any
-    doc: str
-    expected: str
-    validate: Callable[[Any], Any] | None = None
-    shown_default: str | None = None
-
-    @property
-    def default_text(self) -> str:
-        """The default as the docs show it (computed defaults described in words)."""
-        if self.shown_default is not None:
-            return self.shown_default
-        return "" if self.default in (None, "") else str(self.default)
+def _store(value: str | None, ctx: Resolution) -> str:
+    return value or f"sqlite:///{ctx.project_dir / 'mlflow.db'}"
 
 
-def _variables() -> tuple[Variable, ...]:
-    """Return the table of every variable mlfactor reads, in documentation order."""
-    seconds = Range(min=0)
-    positive = Range(min=1)
-    # fmt: off
-    return (
-        Variable("MLFLOW_TRACKING_URI", "tracking_uri", "str", None,
-                 "Tracking store URI: `sqlite:///path.db`, `postgresql://...`, `http://mlflow:5000`.",
-                 "a URI", None, "sqlite:///<project>/mlflow.db"),
-        Variable("MLFLOW_REGISTRY_URI", "registry_uri", "str", None,
-                 "Model registry URI, when it differs from the tracking store.", "a URI",
-                 shown_default="MLFLOW_TRACKING_URI"),
-        Variable("MLFACTOR_ARTIFACT_ROOT", "artifact_root", "str", None,
-                 "Where new experiments store artifacts (a path or `s3://`, `mlflow-artifacts:/` URI).",
-                 "a path or URI", shown_default="<project>/mlartifacts"),
-        Variable("MLFACTOR_PROJECT_DIR", "project_dir", "path", None,
-                 "Project root; defaults to the nearest folder above the working directory "
-                 "holding pyproject.toml.",
-                 "a folder", shown_default="nearest folder with pyproject.toml"),
-        Variable("MLFACTOR_EXPERIMENT", "experiment", "str", "mlfactor",
-                 "Experiment for runs started interactively (pipelines name their own).", "a name"),
-        Variable("MLFACTOR_MODEL_NAME", "model_name", "str", "iris-classifier",
-                 "Registered model the service, build and admin jobs use.", "a registered model name"),
-        Variable("MLFACTOR_MODEL_ALIAS", "model_alias", "str", "champion",
-                 "Alias of the registered model to load.", "an alias"),
-        Variable("MLFACTOR_MODEL_URI", "model_uri", "str", None,
-                 "Full model URI (`models:/name@alias`, `models:/name/3`); overrides name and alias.",
-                 "a models:/ URI"),
-        Variable("MLFACTOR_BENTO_MODEL", "bento_model", "str", None,
-                 "BentoML model tag packed in a built Bento; when set the service loads it and never "
-                 "calls the registry (set by `mlfactor build`).", "a BentoML model tag"),
-        Variable("MLFACTOR_LOG_LEVEL", "log_level", "str", "INFO",
-                 "Log level of every process.", "one of DEBUG, INFO, WARNING, ERROR",
-                 OneOf(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])),
-        Variable("MLFACTOR_LOG_FORMAT", "log_format", "str", "auto",
-                 "`json` (one object per line), `console`, or `auto` "
-                 "(console on a terminal, json otherwise).",
-                 "one of json, console, auto", OneOf(["json", "console", "auto"])),
-        Variable("BENTOML_HOST", "host", "str", "127.0.0.1", "Address the service binds to.", "a host"),
-        Variable("BENTOML_PORT", "bentoml_port", "int", None,
-                 "Port the service binds to; wins over PORT.", "a port 1-65535", Range(min=1, max=65535)),
-        Variable("PORT", "plain_port", "int", 3000,
-                 "Port the service binds to when BENTOML_PORT is unset.", "a port 1-65535",
-                 Range(min=1, max=65535)),
-        Variable("MLFACTOR_WORKERS", "workers", "int", 1, "Service worker processes.", "an integer >= 1",
-                 positive),
-        Variable("MLFACTOR_REQUEST_TIMEOUT", "request_timeout", "float", 30.0,
-                 "Seconds before a request is answered 504.", "a number of seconds > 0", Range(min=0.001)),
-        Variable("MLFACTOR_MAX_CONCURRENCY", "max_concurrency", "int", 64,
-                 "Requests in flight per service before 429.", "an integer >= 1", positive),
-        Variable("MLFACTOR_MAX_REQUEST_BYTES", "max_request_bytes", "int", 10 * 1024 * 1024,
-                 "Largest request body accepted (413 above).", "a byte count >= 1", positive),
-        Variable("MLFACTOR_MAX_ROWS", "max_rows", "int", 10_000,
-                 "Most rows in one request (413 above).", "an integer >= 1", positive),
-        Variable("MLFACTOR_GRACE_PERIOD", "grace_period", "float", 10.0,
-                 "Seconds the service finishes in-flight requests after SIGTERM before it is forced.",
-                 "a number of seconds >= 0", seconds),
-        Variable("MLFACTOR_VARIANTS", "variants", "str", "",
-                 "Traffic split between aliases or versions, e.g. `champion=90,challenger=10`.",
-                 "comma-separated REF=WEIGHT pairs"),
-        Variable("MLFACTOR_SHADOW", "shadow", "str", "",
-                 "Alias or version scored in the background on every request, never returned.",
-                 "an alias or version"),
-        Variable("MLFACTOR_FLAGS_FILE", "flags_file", "path", None,
-                 "JSON or YAML file of runtime feature flags, re-read when it changes.", "a file path"),
-        Variable("MLFACTOR_LOG_PREDICTIONS", "log_predictions", "bool", False,
-                 "Log every request's inputs and outputs as `prediction` events.", "true or false"),
-        Variable("MLFACTOR_REGISTRY_WAIT", "registry_wait", "float", 60.0,
-                 "Seconds the service keeps retrying an unreachable registry at start before it exits.",
-                 "a number of seconds >= 0", seconds),
-        Variable("MLFACTOR_RELEASE", "release", "str", None,
-                 "Release id the service reports in /metadata (set by `mlfactor release`).", "a release id"),
-        Variable("MLFACTOR_MAX_PARALLEL", "max_parallel", "int", 2,
-                 "Pipeline steps (or sweep points) run at once.", "an integer >= 1", positive),
-        Variable("MLFACTOR_BACKING_RETRIES", "backing_retries", "int", 5,
-                 "Attempts to reach the tracking store before giving up (exit 69).", "an integer >= 1",
-                 positive),
-        Variable("MLFACTOR_BACKING_BACKOFF", "backing_backoff", "float", 0.5,
-                 "First delay in seconds between those attempts; doubles each time.",
-                 "a number of seconds >= 0", seconds),
-        Variable("MLFACTOR_RUN_ID", "run_id", "str", None,
-                 "Set by the pipeline runner for a step's kernel: the MLflow run the notebook logs into.",
-                 "an MLflow run id"),
-        Variable("MLFACTOR_OUTPUTS_FILE", "outputs_file", "path", None,
-                 "Set by the pipeline runner for a step's kernel: where `record_output` writes.",
-                 "a file path"),
-    )
-    # fmt: on
+def _registry(value: str | None, ctx: Resolution) -> str:
+    return value or str(ctx.values["tracking_uri"])
 
 
-VARIABLES: tuple[Variable, ...] = _variables()
+def _artifacts(value: str | None, ctx: Resolution) -> str:
+    return value or str(ctx.project_dir / "mlartifacts")
+
+
+def _project(value: Path | None, ctx: Resolution) -> Path:
+    return ctx.project_dir
+
+
+def _port(value: int | None, ctx: Resolution) -> int:
+    return value if value is not None else int(ctx.values["fallback_port"])
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Every setting of an mlfactor process, read once from the environment."""
+    """Every setting of an mlfactor process, read once from the environment (fields in docs order)."""
 
-    project_dir: Path
-    tracking_uri: str
-    registry_uri: str
-    artifact_root: str
-    experiment: str
-    model_name: str
-    model_alias: str
-    model_uri: str | None
-    bento_model: str | None
-    log_level: str
-    log_format: str
-    host: str
-    port: int
-    workers: int
-    request_timeout: float
-    max_concurrency: int
-    max_request_bytes: int
-    max_rows: int
-    grace_period: float
-    variants: tuple[tuple[str, int], ...]
-    shadow: str | None
-    flags_file: Path | None
-    log_predictions: bool
-    registry_wait: float
-    release: str | None
-    max_parallel: int
-    backing_retries: int
-    backing_backoff: float
-    run_id: str | None
-    outputs_file: Path | None
+    tracking_uri: str = setting(
+        "MLFLOW_TRACKING_URI",
+        text("a URI"),
+        doc="Tracking store URI: `sqlite:///path.db`, `postgresql://...`, `http://mlflow:5000`.",
+        shown_default="sqlite:///<project>/mlflow.db",
+        resolve=_store,
+        machine_local=True,
+    )
+    registry_uri: str = setting(
+        "MLFLOW_REGISTRY_URI",
+        text("a URI"),
+        doc="Model registry URI, when it differs from the tracking store.",
+        shown_default="MLFLOW_TRACKING_URI",
+        resolve=_registry,
+        machine_local=True,
+    )
+    artifact_root: str = setting(
+        "MLFACTOR_ARTIFACT_ROOT",
+        text("a path or URI"),
+        doc="Where new experiments store artifacts (a path or `s3://`, `mlflow-artifacts:/` URI).",
+        shown_default="<project>/mlartifacts",
+        resolve=_artifacts,
+        machine_local=True,
+    )
+    project_dir: Path = setting(
+        "MLFACTOR_PROJECT_DIR",
+        PATH,
+        doc="Project root; defaults to the nearest folder above the working directory "
+        "holding pyproject.toml.",
+        shown_default="nearest folder with pyproject.toml",
+        resolve=_project,
+        machine_local=True,
+    )
+    experiment: str = setting(
+        "MLFACTOR_EXPERIMENT",
+        text("a name"),
+        default="mlfactor",
+        doc="Experiment for runs started interactively (pipelines name their own).",
+    )
+    model_name: str = setting(
+        "MLFACTOR_MODEL_NAME",
+        text("a registered model name"),
+        default="iris-classifier",
+        doc="Registered model the service, build and admin jobs use.",
+    )
+    model_alias: str = setting(
+        "MLFACTOR_MODEL_ALIAS",
+        text("an alias"),
+        default="champion",
+        doc="Alias of the registered model to load.",
+    )
+    model_uri: str | None = setting(
+        "MLFACTOR_MODEL_URI",
+        text("a models:/ URI"),
+        doc="Full model URI (`models:/name@alias`, `models:/name/3`); overrides name and alias.",
+    )
+    bento_model: str | None = setting(
+        "MLFACTOR_BENTO_MODEL",
+        text("a BentoML model tag"),
+        doc="BentoML model tag packed in a built Bento; when set the service loads it and never "
+        "calls the registry (set by `mlfactor build`).",
+    )
+    log_level: int = setting(
+        "MLFACTOR_LOG_LEVEL", LOG_LEVEL, default=logging.INFO, doc="Log level of every process."
+    )
+    log_format: str = setting(
+        "MLFACTOR_LOG_FORMAT",
+        choice("json", "console", "auto"),
+        default="auto",
+        doc="`json` (one object per line), `console`, or `auto` (console on a terminal, json otherwise).",
+    )
+    host: str = setting(
+        "BENTOML_HOST", text("a host"), default="127.0.0.1", doc="Address the service binds to."
+    )
+    port: int = setting(
+        "BENTOML_PORT",
+        _PORT,
+        doc="Port the service binds to; wins over PORT.",
+        shown_default="PORT",
+        resolve=_port,
+    )
+    fallback_port: int = setting(
+        "PORT", _PORT, default=3000, doc="Port the service binds to when BENTOML_PORT is unset."
+    )
+    workers: int = setting("MLFACTOR_WORKERS", _POSITIVE, default=1, doc="Service worker processes.")
+    request_timeout: float = setting(
+        "MLFACTOR_REQUEST_TIMEOUT",
+        seconds(positive=True),
+        default=30.0,
+        doc="Seconds before a request is answered 504.",
+    )
+    max_concurrency: int = setting(
+        "MLFACTOR_MAX_CONCURRENCY", _POSITIVE, default=64, doc="Requests in flight per service before 429."
+    )
+    max_request_bytes: int = setting(
+        "MLFACTOR_MAX_REQUEST_BYTES",
+        integer(1, noun="a byte count"),
+        default=10 * 1024 * 1024,
+        doc="Largest request body accepted (413 above).",
+    )
+    max_rows: int = setting(
+        "MLFACTOR_MAX_ROWS", _POSITIVE, default=10_000, doc="Most rows in one request (413 above)."
+    )
+    grace_period: float = setting(
+        "MLFACTOR_GRACE_PERIOD",
+        seconds(),
+        default=10.0,
+        doc="Seconds the service finishes in-flight requests after SIGTERM before it is forced.",
+    )
+    variants: tuple[tuple[str, int], ...] = setting(
+        "MLFACTOR_VARIANTS",
+        WEIGHTS,
+        default=(),
+        doc="Traffic split between aliases or versions, e.g. `champion=90,challenger=10`.",
+    )
+    shadow: str | None = setting(
+        "MLFACTOR_SHADOW",
+        text("an alias or version"),
+        doc="Alias or version scored in the background on every request, never returned.",
+    )
+    flags_file: Path | None = setting(
+        "MLFACTOR_FLAGS_FILE",
+        PATH,
+        doc="JSON or YAML file of runtime feature flags, re-read when it changes.",
+    )
+    log_predictions: bool = setting(
+        "MLFACTOR_LOG_PREDICTIONS",
+        BOOLEAN,
+        default=False,
+        doc="Log every request's inputs and outputs as `prediction` events.",
+    )
+    registry_wait: float = setting(
+        "MLFACTOR_REGISTRY_WAIT",
+        seconds(),
+        default=60.0,
+        doc="Seconds the service keeps retrying an unreachable registry at start before it exits.",
+    )
+    release: str | None = setting(
+        "MLFACTOR_RELEASE",
+        text("a release id"),
+        doc="Release id the service reports in /metadata (set by `mlfactor release`).",
+    )
+    max_parallel: int = setting(
+        "MLFACTOR_MAX_PARALLEL", _POSITIVE, default=2, doc="Pipeline steps (or sweep points) run at once."
+    )
+    backing_retries: int = setting(
+        "MLFACTOR_BACKING_RETRIES",
+        _POSITIVE,
+        default=5,
+        doc="Attempts to reach the tracking store before giving up (exit 69).",
+    )
+    backing_backoff: float = setting(
+        "MLFACTOR_BACKING_BACKOFF",
+        seconds(),
+        default=0.5,
+        doc="First delay in seconds between those attempts; doubles each time.",
+    )
+    run_id: str | None = setting(
+        "MLFACTOR_RUN_ID",
+        text("an MLflow run id"),
+        doc="Set by the pipeline runner for a step's kernel: the MLflow run the notebook logs into.",
+    )
+    outputs_file: Path | None = setting(
+        "MLFACTOR_OUTPUTS_FILE",
+        PATH,
+        doc="Set by the pipeline runner for a step's kernel: where `record_output` writes.",
+    )
     env_file: Path | None = None
     sources: Mapping[str, str] = field(default_factory=dict, repr=False)
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)
@@ -199,22 +261,22 @@ class Settings:
 
     def dump(self) -> dict[str, Any]:
         """Every variable with its effective value, secrets masked (for `mlfactor config`)."""
-        result: dict[str, Any] = {}
-        for var in VARIABLES:
-            value = _public_value(self, var)
-            result[var.name] = mask_value(var.name, value)
-        return result
+        return {var.name: var.shown(getattr(self, var.attr)) for var in VARIABLES}
+
+    def declared(self) -> dict[str, Any]:
+        """:meth:`dump` without the defaults computed on this machine (paths of the project folder).
+
+        What a release records and a Kubernetes ConfigMap carries: a value set
+        explicitly, or a default every machine computes the same way.
+        """
+        return {
+            var.name: value
+            for var, value in zip(VARIABLES, self.dump().values(), strict=True)
+            if not var.machine_local or self.sources.get(var.name, "default") != "default"
+        }
 
 
-def _public_value(settings: Settings, var: Variable) -> Any:
-    if var.attr in {"bentoml_port", "plain_port"}:
-        return settings.port
-    value = getattr(settings, var.attr)
-    if var.attr == "variants":
-        return ",".join(f"{ref}={weight}" for ref, weight in value)
-    if isinstance(value, Path):
-        return str(value)
-    return value
+VARIABLES: tuple[Variable[Any], ...] = declared_variables(Settings)
 
 
 def find_project_dir(start: Path) -> Path:
@@ -223,37 +285,6 @@ def find_project_dir(start: Path) -> Path:
         if (folder / PROJECT_MARKER).is_file():
             return folder
     return start
-
-
-class _MappingEnv(environs.Env):
-    """An environs ``Env`` that reads a given mapping instead of ``os.environ``."""
-
-    def __init__(self, source: Mapping[str, str]) -> None:
-        super().__init__(eager=False)
-        self._source = source
-
-    def _get_value(self, env_key: str, default: Any) -> Any:
-        if env_key in self._source:
-            return self._source[env_key]
-        return self._environ.get(env_key, default)
-
-
-def parse_variants(raw: str) -> tuple[tuple[str, int], ...]:
-    """Parse ``champion=90,challenger=10`` into ``(("champion", 90), ("challenger", 10))``."""
-    if not raw.strip():
-        return ()
-    pairs: list[tuple[str, int]] = []
-    for item in raw.split(","):
-        ref, sep, weight = item.strip().partition("=")
-        if not sep or not ref.strip() or not weight.strip().isdigit():
-            raise ValueError(f"'{item.strip()}' is not REF=WEIGHT with a whole-number weight")
-        pairs.append((ref.strip(), int(weight)))
-    refs = [ref for ref, _ in pairs]
-    if len(set(refs)) != len(refs):
-        raise ValueError("a variant is named twice")
-    if sum(weight for _, weight in pairs) <= 0:
-        raise ValueError("the weights add up to 0")
-    return tuple(pairs)
 
 
 def load_settings(
@@ -270,86 +301,27 @@ def load_settings(
     source = dict(os.environ if environ is None else environ)
     start = Path(source.get("MLFACTOR_PROJECT_DIR") or (cwd or Path.cwd())).resolve()
     project_dir = find_project_dir(start)
-    env = _MappingEnv(source)
-    dotenv = env_file or project_dir / ".env"
-    loaded_env_file = dotenv if dotenv.is_file() else None
+    dotenv_path = env_file or project_dir / ".env"
+    loaded_env_file = dotenv_path if dotenv_path.is_file() else None
+    dotenv: dict[str, str] = {}
     if loaded_env_file is not None:
-        env.read_env(str(loaded_env_file), recurse=False)
-    merged = {**env._environ, **source}
+        dotenv = {k: v for k, v in dotenv_values(loaded_env_file).items() if v is not None}
+    merged = {**dotenv, **source}
 
-    values: dict[str, Any] = {}
-    problems: dict[str, str] = {}
-    for var in VARIABLES:
-        parse = getattr(env, var.parser)
-        kwargs: dict[str, Any] = {"validate": var.validate} if var.validate else {}
-        values[var.attr] = parse(var.name, var.default, **kwargs)
-    try:
-        env.seal()
-    except environs.EnvValidationError as exc:
-        by_name = {var.name: var for var in VARIABLES}
-        reported = exc.error_messages if isinstance(exc.error_messages, Mapping) else {}
-        for name, messages in reported.items():
-            var = by_name[str(name)]
-            shown = mask_value(var.name, merged.get(var.name, ""))
-            reason = " ".join(str(m) for m in messages) if isinstance(messages, list) else str(messages)
-            problems[var.name] = f"got {shown!r}; expected {var.expected} ({reason.rstrip('.')})."
-
-    raw_variants = merged.get("MLFACTOR_VARIANTS", "")
-    try:
-        variants = parse_variants(raw_variants)
-    except ValueError as exc:
-        problems["MLFACTOR_VARIANTS"] = (
-            f"got {raw_variants!r}; expected comma-separated REF=WEIGHT pairs such as "
-            f"'champion=90,challenger=10' ({exc})."
-        )
-        variants = ()
-
+    values, problems = read_variables(VARIABLES, merged, project_dir)
     known = {var.name for var in VARIABLES}
     for name in sorted(merged):
         if name.startswith("MLFACTOR_") and name not in known:
             problems[name] = (
                 "unknown mlfactor variable." + did_you_mean(name, known) + " Remove or rename it."
             )
-
     if problems:
         where = f" or in {loaded_env_file}" if loaded_env_file else ""
         raise ConfigError(problems, hint=f"Fix these variables in the environment{where} and run again.")
-
-    default_store = f"sqlite:///{project_dir / 'mlflow.db'}"
-    tracking_uri = values["tracking_uri"] or default_store
     return Settings(
-        project_dir=project_dir,
-        tracking_uri=tracking_uri,
-        registry_uri=values["registry_uri"] or tracking_uri,
-        artifact_root=values["artifact_root"] or str(project_dir / "mlartifacts"),
-        experiment=values["experiment"],
-        model_name=values["model_name"],
-        model_alias=values["model_alias"],
-        model_uri=values["model_uri"] or None,
-        bento_model=values["bento_model"] or None,
-        log_level=values["log_level"],
-        log_format=values["log_format"],
-        host=values["host"],
-        port=values["bentoml_port"] or values["plain_port"],
-        workers=values["workers"],
-        request_timeout=values["request_timeout"],
-        max_concurrency=values["max_concurrency"],
-        max_request_bytes=values["max_request_bytes"],
-        max_rows=values["max_rows"],
-        grace_period=values["grace_period"],
-        variants=variants,
-        shadow=values["shadow"] or None,
-        flags_file=values["flags_file"],
-        log_predictions=values["log_predictions"],
-        registry_wait=values["registry_wait"],
-        release=values["release"] or None,
-        max_parallel=values["max_parallel"],
-        backing_retries=values["backing_retries"],
-        backing_backoff=values["backing_backoff"],
-        run_id=values["run_id"] or None,
-        outputs_file=values["outputs_file"],
+        **values,
         env_file=loaded_env_file,
-        sources={var.name: _source_of(var.name, source, env._environ) for var in VARIABLES},
+        sources={var.name: _source_of(var.name, source, dotenv) for var in VARIABLES},
         environ=merged,
     )
 

@@ -122,8 +122,10 @@ def test_secrets_are_referenced_never_written(rendered: tuple[Path, Settings, Re
     assert "MLFLOW_TRACKING_TOKEN" not in files["configmap.yaml"]["data"]
     env = files["deployment.yaml"]["spec"]["template"]["spec"]["containers"][0]["env"]
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in env if "valueFrom" in e}
-    for name in ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+    for name in ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_URI"):
         assert refs[name] == {"key": name, "name": "mlfactor-secrets"}
+    # The registry follows the tracking store when unset: nothing recorded, the pod derives it.
+    assert "MLFLOW_REGISTRY_URI" not in refs and "MLFLOW_REGISTRY_URI" not in files["configmap.yaml"]["data"]
     summary = json.loads((out / "render.json").read_text())
     assert set(summary["secret"]["keys"]) >= {"MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_URI"}
 
@@ -267,3 +269,18 @@ def test_sweep_job_fans_the_grid_out_by_completion_index(tmp_path: Path) -> None
     assert "job-completion-index" in index["valueFrom"]["fieldRef"]["fieldPath"]
     with pytest.raises(ValidationError):
         sweep_job(ctx, "pipelines/train.yaml", [], [], grid_size=0, sweep_id="x", max_parallel=1)
+
+
+def test_a_release_records_no_path_of_the_machine_that_built_it(tmp_path: Path) -> None:
+    """Defaults computed from the builder's project folder stay out of the record and the ConfigMap."""
+    env = store_environment(tmp_path)
+    del env["MLFACTOR_ARTIFACT_ROOT"]
+    env["MLFLOW_TRACKING_URI"] = "postgresql://db.internal:5432/mlflow"
+    settings = load_settings(env)
+    release = make_release(settings)
+    assert settings.artifact_root.startswith(str(settings.project_dir))
+    assert not {"MLFACTOR_ARTIFACT_ROOT", "MLFACTOR_PROJECT_DIR", "MLFLOW_REGISTRY_URI"} & set(release.config)
+    out = tmp_path / "out"
+    render_release(settings, release, out)
+    text = json.dumps(release.config) + "".join(p.read_text() for p in out.iterdir())
+    assert str(settings.project_dir) not in text

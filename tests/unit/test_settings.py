@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 
 from mlfactor.errors import ConfigError, ExitCode
-from mlfactor.settings import (
-    VARIABLES,
-    Settings,
-    load_settings,
-    parse_variants,
-    sandbox_environment,
-    settings_fields,
-)
+from mlfactor.settings import VARIABLES, Settings, load_settings, sandbox_environment, settings_fields
 
 
 def test_defaults_point_at_embedded_sqlite_store(tmp_path: Path) -> None:
@@ -98,33 +92,21 @@ def test_model_uri_overrides_name_and_alias(tmp_path: Path) -> None:
     assert settings.resolved_model_uri == "models:/b/3"
 
 
-@pytest.mark.parametrize(
-    ("raw", "expected"),
-    [
-        ("", ()),
-        ("champion=90,challenger=10", (("champion", 90), ("challenger", 10))),
-        (" 3 = 1 ", (("3", 1),)),
-    ],
-    ids=["empty", "two-aliases", "version-with-spaces"],
-)
-def test_parse_variants_accepts_weighted_refs(raw: str, expected: tuple[tuple[str, int], ...]) -> None:
-    """Variant strings parse into (ref, weight) pairs."""
-    assert parse_variants(raw) == expected
-
-
-@pytest.mark.parametrize(
-    "raw", ["champion", "a=x", "a=1,a=2", "a=0"], ids=["no-weight", "nan", "dup", "zero"]
-)
-def test_parse_variants_rejects_malformed_strings(raw: str) -> None:
-    """Malformed variant strings raise ValueError with the reason."""
-    with pytest.raises(ValueError, match=r"."):
-        parse_variants(raw)
+def test_a_bad_variant_split_says_why(tmp_path: Path) -> None:
+    """MLFACTOR_VARIANTS is parsed by the one weights parser; the error names the value and the reason."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"MLFACTOR_VARIANTS": "champion=0"}, cwd=tmp_path)
+    problem = caught.value.problems["MLFACTOR_VARIANTS"]
+    assert "'champion=0'" in problem and "REF=WEIGHT" in problem and "add up to 0" in problem
+    settings = load_settings({"MLFACTOR_VARIANTS": "champion=90,challenger=10"}, cwd=tmp_path)
+    assert settings.variants == (("champion", 90), ("challenger", 10))
+    assert settings.dump()["MLFACTOR_VARIANTS"] == "champion=90,challenger=10"
 
 
 def test_every_variable_maps_to_a_settings_field() -> None:
     """The variable table and the Settings dataclass cannot drift apart."""
-    attrs = {var.attr for var in VARIABLES} - {"bentoml_port", "plain_port"}
-    assert attrs <= set(settings_fields())
+    attrs = [var.attr for var in VARIABLES]
+    assert attrs == [name for name in settings_fields() if name not in {"env_file", "sources", "environ"}]
     assert isinstance(load_settings({}), Settings)
 
 
@@ -139,3 +121,37 @@ def test_sandbox_environment_isolates_a_throwaway_store(tmp_path: Path) -> None:
     assert env["BENTOML_HOME"] == str(tmp_path / "bentoml")
     assert env["HOME"] == "/h"
     assert "MLFACTOR_X" not in env
+
+
+def test_log_level_is_a_logging_constant(tmp_path: Path) -> None:
+    """MLFACTOR_LOG_LEVEL reads a name (any case) into the logging constant; the dump shows the name."""
+    settings = load_settings({"MLFACTOR_LOG_LEVEL": "debug"}, cwd=tmp_path)
+    assert settings.log_level == logging.DEBUG
+    assert settings.dump()["MLFACTOR_LOG_LEVEL"] == "DEBUG"
+    with pytest.raises(ConfigError, match="one of DEBUG, INFO, WARNING, ERROR, CRITICAL"):
+        load_settings({"MLFACTOR_LOG_LEVEL": "LOUD"}, cwd=tmp_path)
+
+
+def test_an_empty_variable_means_its_default(tmp_path: Path) -> None:
+    """`PORT=` or `MLFACTOR_EXPERIMENT=` (as compose files write them) leave the default in force."""
+    settings = load_settings({"PORT": "", "MLFACTOR_EXPERIMENT": "", "MLFACTOR_MODEL_URI": ""}, cwd=tmp_path)
+    assert (settings.port, settings.experiment, settings.model_uri) == (3000, "mlfactor", None)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("true", True), ("YES", True), ("1", True), ("off", False), ("0", False)], ids=str
+)
+def test_booleans_read_the_usual_spellings(tmp_path: Path, raw: str, expected: bool) -> None:
+    """true/yes/1/on and false/no/0/off, in any case."""
+    assert load_settings({"MLFACTOR_LOG_PREDICTIONS": raw}, cwd=tmp_path).log_predictions is expected
+
+
+def test_declared_configuration_leaves_out_this_machine_s_defaults(tmp_path: Path) -> None:
+    """declared() keeps set values and portable defaults, never a default computed from the project folder."""
+    settings = load_settings(
+        {"MLFACTOR_MODEL_NAME": "m", "MLFLOW_TRACKING_URI": "http://mlflow:5000"}, cwd=tmp_path
+    )
+    declared = settings.declared()
+    assert declared["MLFLOW_TRACKING_URI"] == "http://mlflow:5000" and declared["MLFACTOR_MODEL_NAME"] == "m"
+    assert declared["MLFACTOR_MAX_ROWS"] == 10_000
+    assert not {"MLFLOW_REGISTRY_URI", "MLFACTOR_ARTIFACT_ROOT", "MLFACTOR_PROJECT_DIR"} & set(declared)

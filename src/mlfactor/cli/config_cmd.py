@@ -11,6 +11,16 @@ from mlfactor.cli.common import start
 from mlfactor.settings import VARIABLES
 
 
+def docs_table() -> str:
+    """The Markdown table of every variable: name, default, what it accepts, meaning (README)."""
+    lines = ["| variable | default | accepts | meaning |", "|---|---|---|---|"]
+    for var in VARIABLES:
+        default = f"`{var.default_text}`" if var.default_text else ""
+        secret = " Secret: masked in every dump and log." if var.secret else ""
+        lines.append(f"| `{var.name}` | {default} | {var.expected} | {var.doc}{secret} |")
+    return "\n".join(lines)
+
+
 @click.command("config")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 @click.option("--docs", is_flag=True, help="Print the Markdown table of every variable (for the README).")
@@ -20,10 +30,7 @@ def config(as_json: bool, docs: bool) -> None:
     Exits 78 and lists every bad variable when the configuration is invalid.
     """
     if docs:
-        click.echo("| variable | default | meaning |\n|---|---|---|")
-        for var in VARIABLES:
-            default = f"`{var.default_text}`" if var.default_text else ""
-            click.echo(f"| `{var.name}` | {default} | {var.doc} |")
+        click.echo(docs_table())
         return
     settings = start()
     dumped = settings.dump()

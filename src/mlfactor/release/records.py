@@ -37,12 +37,20 @@ from mlfactor.masking import is_secret_name
 from mlfactor.names import did_you_mean
 from mlfactor.release.build import BENTO_MODEL_ENV, use_bentoml_home
 from mlfactor.settings import Settings, load_settings
+from mlfactor.tags import (
+    RELEASE_APP_TAG,
+    RELEASE_BENTO_TAG,
+    RELEASE_MODEL_VERSION_TAG,
+    RELEASE_TAG,
+    RELEASE_WHO_TAG,
+    RUN_NAME_TAG,
+    RunStatus,
+)
 from mlfactor.tracking import ensure_experiment
 
 logger = get_logger(__name__)
 
 RELEASES_EXPERIMENT = "mlfactor-releases"
-RELEASE_TAG = "mlfactor.release"
 RELEASE_ENV = "MLFACTOR_RELEASE"
 # Set per process or per machine, never part of what a release means.
 _NOT_CONFIG = {
@@ -99,7 +107,7 @@ def release_config(settings: Settings) -> tuple[dict[str, Any], list[str]]:
     """Return the configuration a release pins (secrets excluded) and the names of the excluded secrets."""
     config: dict[str, Any] = {}
     excluded: list[str] = []
-    for name, value in settings.dump().items():
+    for name, value in settings.declared().items():
         if name in _NOT_CONFIG:
             continue
         if is_secret_name(name):
@@ -173,7 +181,7 @@ def list_releases(client: MlflowClient, settings: Settings, app: str | None = No
     while True:
         page = client.search_runs(
             [found.experiment_id],
-            filter_string=f"tags.`{RELEASE_TAG}` = 'true' and attributes.status = 'FINISHED'",
+            filter_string=f"tags.`{RELEASE_TAG}` = 'true' and attributes.status = '{RunStatus.FINISHED}'",
             max_results=1000,
             page_token=token,
         )
@@ -256,10 +264,10 @@ def record_release(
     experiment_id = ensure_experiment(client, RELEASES_EXPERIMENT, settings)
     tags = {
         RELEASE_TAG: "true",
-        "mlflow.runName": release.release_id,
-        f"{RELEASE_TAG}.app": release.app,
-        f"{RELEASE_TAG}.bento_tag": release.bento_tag,
-        f"{RELEASE_TAG}.model_version": release.model_version,
+        RUN_NAME_TAG: release.release_id,
+        RELEASE_APP_TAG: release.app,
+        RELEASE_BENTO_TAG: release.bento_tag,
+        RELEASE_MODEL_VERSION_TAG: release.model_version,
     }
     run = client.create_run(experiment_id, start_time=ns // 1_000_000, tags=tags, run_name=release.release_id)
     params = [Param(k, str(getattr(release, k))) for k in _FIELDS]
@@ -268,12 +276,11 @@ def record_release(
         Param("secrets_excluded", json.dumps(excluded)),
     ]
     try:
-        client.log_batch(run.info.run_id, params=params, tags=[RunTag(f"{RELEASE_TAG}.who", release.who)])
-        client.set_terminated(run.info.run_id, "FINISHED")
+        client.log_batch(run.info.run_id, params=params, tags=[RunTag(RELEASE_WHO_TAG, release.who)])
+        client.set_terminated(run.info.run_id, RunStatus.FINISHED)
     except Exception:
-        client.set_terminated(
-            run.info.run_id, "FAILED"
-        )  # never listed: a half-written release does not exist
+        # never listed: a half-written release does not exist
+        client.set_terminated(run.info.run_id, RunStatus.FAILED)
         raise
     release = replace(release, run_id=run.info.run_id)
     event(
