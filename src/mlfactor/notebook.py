@@ -14,7 +14,11 @@ Either way the same settings, the same tracking store and the same logging
 apply, read from the environment by :func:`mlfactor.settings.load_settings`.
 
 ``record_output(name, value)`` hands a JSON value to later steps of the
-pipeline (``${steps.<step>.outputs.<name>}``).
+pipeline (``${steps.<step>.outputs.<name>}``). ``secret(name)`` returns an
+environment variable and remembers its value as a secret: masked in this
+kernel's logs and MLflow writes, and, under the runner, named (never its value)
+in ``secret-names.txt`` beside ``MLFACTOR_OUTPUTS_FILE`` so the runner masks it
+in everything it writes too.
 """
 
 from __future__ import annotations
@@ -27,13 +31,15 @@ from typing import TYPE_CHECKING, Any
 
 from mlfactor.errors import ConfigError, ValidationError
 from mlfactor.log import configure_logging, event, get_logger
-from mlfactor.masking import secret_values
+from mlfactor.masking import remember_secrets, secret_values
 from mlfactor.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
 logger = get_logger("mlfactor.notebook")
+SECRET_NAMES_FILE = "secret-names.txt"  # noqa: S105 - a file name, not a secret
+"""Beside the outputs file: the names (never the values) of the variables read through ``secret()``."""
 _current: NotebookContext | None = None
 
 
@@ -73,6 +79,11 @@ def _secret(settings: Settings, name: str) -> str:
                 "or a Kubernetes Secret) and run again."
             }
         )
+    remember_secrets([value])
+    if settings.outputs_file is not None:
+        names = settings.outputs_file.with_name(SECRET_NAMES_FILE)
+        with names.open("a", encoding="utf-8") as handle:
+            handle.write(name + "\n")
     return value
 
 
@@ -125,6 +136,9 @@ def start(experiment: str | None = None, *, run_name: str | None = None) -> Note
         settings.log_level, log_format, stream=sys.stdout, secrets=secret_values(settings.environ)
     )
     client = connect(settings)
+    from mlfactor.kernel_setup import show_figures_inline
+
+    show_figures_inline()
     if mlflow.active_run() is not None:
         mlflow.end_run()
     if settings.run_id is not None:

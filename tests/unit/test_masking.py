@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
-from mlfactor.masking import is_secret_name, mask_text, mask_uri, secret_values
+from mlfactor.masking import (
+    forget_secrets,
+    is_secret_name,
+    mask_data,
+    mask_key,
+    mask_text,
+    mask_uri,
+    remember_secrets,
+    secret_values,
+)
 
 
 @pytest.mark.parametrize(
@@ -35,3 +46,44 @@ def test_mask_text_hides_known_secret_values_and_uri_passwords() -> None:
     masked = mask_text(text, secret_values(env))
     assert "tok-123456" not in masked
     assert "pw123" not in masked
+
+
+@pytest.fixture
+def remembered() -> Iterator[None]:
+    """Forget remembered secrets after the test."""
+    yield
+    forget_secrets()
+
+
+@pytest.mark.parametrize(
+    "name", ["DB_PASS", "SENTRY_DSN", "SLACK_WEBHOOK_URL", "GCP_CREDENTIALS", "SSH_PRIVATE_KEY"]
+)
+def test_more_secret_suffixes_are_recognised(name: str) -> None:
+    """*_PASS, *_DSN, *_WEBHOOK_URL, *_CREDENTIALS and *_PRIVATE_KEY look secret."""
+    assert is_secret_name(name)
+
+
+def test_remembered_secrets_are_masked_in_every_form(remembered: None) -> None:
+    """A remembered value is masked plain, JSON-escaped and HTML-escaped, without being passed again."""
+    remember_secrets(['s3cr"t<&>'])
+    text = 's3cr"t<&> "s3cr\\"t<&>" s3cr&quot;t&lt;&amp;&gt;'
+    assert mask_text(text) == '*** "***" ***'
+
+
+def test_short_values_are_not_remembered(remembered: None) -> None:
+    """Values shorter than four characters would mask ordinary text, so they are ignored."""
+    remember_secrets(["abc"])
+    assert mask_text("abc") == "abc"
+
+
+def test_mask_key_keeps_mlflow_keys_valid(remembered: None) -> None:
+    """A secret inside an MLflow key becomes 'masked' (keys cannot hold '*')."""
+    remember_secrets(["tok-123456"])
+    assert mask_key("metric_tok-123456") == "metric_masked"
+
+
+def test_mask_data_masks_keys_and_nested_values(remembered: None) -> None:
+    """Mappings and lists are masked all the way down; numbers stay."""
+    remember_secrets(["tok-123456"])
+    data = {"a": ["x tok-123456", 1], "tok-123456": {"b": "tok-123456"}}
+    assert mask_data(data) == {"a": ["x ***", 1], "***": {"b": "***"}}

@@ -19,10 +19,17 @@ import signal
 import threading
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import psutil
 from jupyter_client.manager import AsyncKernelManager, KernelManager
+
+from mlfactor.kernel_setup import EXTENSION
+
+KERNEL_LOG = "kernel.log"
+# ipykernel lines that say nothing about the notebook (its shutdown, its transport).
+_ROUTINE = ("KeyboardInterrupt caught in kernel", "running over TCP without encryption")
 
 
 class KernelHandle:
@@ -91,22 +98,45 @@ def _quiet_kill(pid: int, signum: int) -> None:
         os.kill(pid, signum)
 
 
-def kernel_manager_class(env: Mapping[str, str], handle: KernelHandle) -> type[KernelManager]:
+def kernel_manager_class(env: Mapping[str, str], handle: KernelHandle, work: Path) -> type[KernelManager]:
     """Return a KernelManager class that starts its kernel with ``env`` and reports it to ``handle``.
 
-    The kernel's own stdout goes to the runner's stderr, so the runner's stdout
-    stays JSON lines; cell output still reaches the notebook through ipykernel.
+    The kernel talks to the runner over Unix sockets in the step's private
+    folder ``work`` (IPC: no TCP port, nothing readable by other users), loads
+    :mod:`mlfactor.kernel_setup` before the first cell, and writes its own
+    stdout and stderr (ipykernel's log lines, and the copy it keeps of output
+    written at the file-descriptor level) to ``work/KERNEL_LOG``: never to the
+    runner's terminal, and masked before the runner keeps it.
     """
     kernel_env = dict(env)
+    log_path = work / KERNEL_LOG
 
     class StepKernelManager(AsyncKernelManager):
         """AsyncKernelManager (nbclient drives kernels asynchronously) bound to one step's environment."""
 
+        def __init__(self, **kw: Any) -> None:
+            kw.setdefault("transport", "ipc")
+            kw.setdefault("ip", str(work / "kernel"))
+            super().__init__(**kw)
+
         async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
             kw["env"] = dict(kernel_env)
-            kw.setdefault("stdout", 2)
-            await KernelManager._async_start_kernel(self, **kw)
+            kw["extra_arguments"] = [*kw.get("extra_arguments", []), f"--ext={EXTENSION}"]
+            with log_path.open("ab") as log:
+                kw["stdout"] = kw["stderr"] = log
+                await KernelManager._async_start_kernel(self, **kw)
             provisioner: Any = self.provisioner
             handle.started(getattr(provisioner, "pid", None), getattr(provisioner, "pgid", None))
 
     return StepKernelManager
+
+
+def read_kernel_log(work: Path) -> str:
+    """What the kernel wrote outside the notebook, without ipykernel's routine lines; "" when nothing else."""
+    path = work / KERNEL_LOG
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    kept = [line for line in lines if line.strip() and not any(noise in line for noise in _ROUTINE)]
+    return "\n".join(kept) + "\n" if kept else ""

@@ -26,7 +26,7 @@ from mlflow.tracking import MlflowClient
 
 from mlfactor.errors import ExitCode, InterruptedRunError, MlfactorError, StepFailedError
 from mlfactor.log import bind, event, get_logger
-from mlfactor.masking import secret_values
+from mlfactor.masking import mask_data, mask_key, mask_text, remember_secrets, secret_values
 from mlfactor.pipeline import lineage
 from mlfactor.pipeline.artifacts import write_atomic
 from mlfactor.pipeline.kernel import KernelHandle
@@ -87,7 +87,7 @@ class PipelineResult:
             data["tags"] = self.tags
         if self.error is not None:
             data["error"] = str(self.error)
-        return data
+        return {key: mask_data(value) for key, value in data.items()}
 
 
 def run_pipeline(
@@ -102,6 +102,7 @@ def run_pipeline(
 ) -> PipelineResult:
     """Run every step of ``plan``; return the result (notebook failures do not raise)."""
     spec = plan.spec
+    remember_secrets(secret_values(settings.environ))
     client = client or connect(settings)
     experiment_id = ensure_experiment(client, spec.experiment, settings)
     run_tags = {**lineage.pipeline_tags(spec.name, spec.path, spec.sha256, spec.project_dir), **(tags or {})}
@@ -114,7 +115,7 @@ def run_pipeline(
     packages_file = out / "packages.txt"
     write_atomic(packages_file, lineage.packages_text(packages))
     params = lineage.flatten_parameters(plan.parameters)
-    client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
+    client.log_batch(run_id, params=[Param(mask_key(k), mask_text(v)) for k, v in params.items()])
     client.log_artifact(run_id, str(packages_file), "lineage")
     client.log_artifact(run_id, str(spec.path), "lineage")
     with bind(pipeline=spec.name, pipeline_run_id=run_id):
@@ -348,17 +349,17 @@ def _record_outcome(client: MlflowClient, plan: Plan, result: PipelineResult) ->
                 if value is None and isinstance(recorded, int | float) and not isinstance(recorded, bool):
                     value = float(recorded)  # a numeric output of the step counts as its metric
                 if value is not None:
-                    key = f"{metric.step}.{metric.name}"
+                    key = mask_key(f"{metric.step}.{metric.name}")
                     client.log_batch(result.run_id, metrics=[Metric(key, value, int(time.time() * 1000), 0)])
                     result.metric = {"name": key, "value": value, "goal": metric.goal}
         tags = [RunTag(lineage.STATUS_TAG, result.status)]
         tags += [
-            RunTag(f"{lineage.OUTPUT_TAG_PREFIX}{s}.{k}", str(v)[:5000])
+            RunTag(mask_key(f"{lineage.OUTPUT_TAG_PREFIX}{s}.{k}"), mask_text(str(v))[:5000])
             for s, values in result.outputs.items()
             for k, v in values.items()
         ]
         if result.error is not None:
-            tags.append(RunTag(lineage.ERROR_TAG, str(result.error)[:5000]))
+            tags.append(RunTag(lineage.ERROR_TAG, mask_text(str(result.error))[:5000]))
         client.log_batch(result.run_id, tags=tags)
         client.log_dict(result.run_id, result.summary(), "summary.json")
     except Exception as exc:  # noqa: BLE001 - the run must still be ended

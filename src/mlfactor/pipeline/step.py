@@ -26,23 +26,23 @@ from mlflow.tracking import MlflowClient
 
 from mlfactor.errors import (
     InterruptedRunError,
-    KernelDiedError,
     MlfactorError,
     StepFailedError,
-    StepTimeoutError,
 )
+from mlfactor.kernel_setup import INLINE_BACKEND
 from mlfactor.log import bind, event, get_logger
+from mlfactor.masking import mask_data, mask_key, mask_text, remember_secrets
+from mlfactor.notebook import SECRET_NAMES_FILE
 from mlfactor.pipeline import lineage
 from mlfactor.pipeline.artifacts import (
+    NOTEBOOK_ARTIFACT_DIR,
     keep_notebook,
     log_notebook,
-    markdown_cell,
-    read_notebook,
     render_html,
-    write_notebook,
+    write_atomic,
 )
-from mlfactor.pipeline.kernel import KernelHandle, kernel_manager_class
-from mlfactor.pipeline.parameters import find_parameters_cells
+from mlfactor.pipeline.execute import CellTracker, execute, mark_stop
+from mlfactor.pipeline.kernel import KernelHandle, kernel_manager_class, read_kernel_log
 from mlfactor.pipeline.progress import Progress
 from mlfactor.pipeline.spec import StepSpec
 from mlfactor.settings import Settings
@@ -126,9 +126,6 @@ def run_step(ctx: StepContext) -> StepResult:
 
 
 def _attempt(ctx: StepContext, attempt: int) -> StepResult:
-    import papermill
-    from nbclient.exceptions import DeadKernelError
-    from papermill.exceptions import PapermillExecutionError
 
     step = ctx.step
     tags = {
@@ -140,23 +137,18 @@ def _attempt(ctx: StepContext, attempt: int) -> StepResult:
     }
     run = ctx.client.create_run(ctx.experiment_id, tags=tags, run_name=step.name)
     run_id = run.info.run_id
-    ctx.client.log_batch(run_id, params=[Param(k, lineage.param_value(v)) for k, v in ctx.parameters.items()])
+    ctx.client.log_batch(
+        run_id,
+        params=[Param(mask_key(k), mask_text(lineage.param_value(v))) for k, v in ctx.parameters.items()],
+    )
     ctx.client.log_artifact(run_id, str(ctx.packages_file), "lineage")
     work = Path(tempfile.mkdtemp(prefix=f"mlfactor-{step.name}-"))
     partial = work / f"{step.name}.ipynb"
     outputs_file = work / "outputs.json"
-    env = ctx.settings.child_environment(
-        extra={
-            "MLFACTOR_RUN_ID": run_id,
-            "MLFACTOR_OUTPUTS_FILE": str(outputs_file),
-            "MLFACTOR_EXPERIMENT": ctx.client.get_experiment(ctx.experiment_id).name,
-            "MPLBACKEND": "Agg",
-            "PYDEVD_DISABLE_FILE_VALIDATION": "1",
-        }
-    )
+    env = kernel_environment(ctx, run_id, outputs_file)
     handle = KernelHandle(step.name)
     ctx.on_kernel(handle)
-    tracker = _CellTracker(step.notebook, injected=bool(ctx.parameters))
+    tracker = CellTracker(step.notebook, injected=bool(ctx.parameters))
     cells = tracker.cells
     ctx.progress.step_started(step.name, cells)
     event(
@@ -168,59 +160,29 @@ def _attempt(ctx: StepContext, attempt: int) -> StepResult:
         parameters=dict(ctx.parameters),
     )
     t0 = time.monotonic()
-    error: MlfactorError | None = None
     status = "FINISHED"
     try:
-        if ctx.stopping.is_set():
-            raise InterruptedRunError(
-                f"step {step.name!r} was not started: the run was interrupted.",
-                signal_number=ctx.signal_number(),
-            )
-        papermill.execute_notebook(
-            str(step.notebook),
-            str(partial),
-            parameters=dict(ctx.parameters),
-            kernel_name=ctx.kernel_name,
-            progress_bar=False,
-            log_output=False,
-            cwd=str(step.notebook.parent),
-            start_timeout=120,
-            kernel_manager_class=kernel_manager_class(env, handle),
-            on_cell_start=lambda cell, cell_index: tracker.started(step.name, cell_index, ctx.progress),
-        )
-    except PapermillExecutionError as exc:
-        number = tracker.number(exc.cell_index)
-        error = StepFailedError(
-            f"step {step.name!r} failed in cell {number} of {step.notebook_ref}: {exc.ename}: "
-            f"{_first_line(exc.evalue)}",
-            step=step.name,
-            cell=number,
-        )
-    except InterruptedRunError as exc:
-        error = exc
-    except (DeadKernelError, RuntimeError, TimeoutError) as exc:
-        error = _stop_error(handle, step, tracker, exc, ctx, dead=isinstance(exc, DeadKernelError))
-    except Exception as exc:  # noqa: BLE001 - anything else in papermill or nbclient fails the step
-        error = StepFailedError(
-            f"step {step.name!r} could not run {step.notebook_ref}: "
-            f"{type(exc).__name__}: {_first_line(str(exc))}",
-            step=step.name,
-        )
+        error = execute(ctx, partial, kernel_manager_class(env, handle, work), tracker, handle)
     finally:
         ctx.on_kernel(None)
+    learn_secrets(outputs_file.with_name(SECRET_NAMES_FILE), ctx.settings.environ, ctx.secrets)
     if error is not None:
         status = "KILLED" if isinstance(error, InterruptedRunError) else "FAILED"
+        error.message = mask_text(error.message)
     duration = time.monotonic() - t0
     outputs = _read_outputs(outputs_file)
-    notebook = _finish(ctx, run_id, partial, status, error, outputs, tracker)
+    kernel_log = _keep_kernel_log(ctx, work)
+    notebook = _finish(ctx, run_id, partial, status, error, outputs, tracker, kernel_log)
     ctx.progress.step_finished(step.name, status)
     fields: dict[str, Any] = {
         "run_id": run_id,
         "status": status,
         "duration_s": round(duration, 3),
         "attempt": attempt,
-        "outputs": outputs,
+        "outputs": mask_data(outputs),
     }
+    if kernel_log is not None:
+        fields["kernel_log"] = str(kernel_log)
     if error is not None:
         fields.update(error=type(error).__name__, message=str(error), exit_code=int(error.exit_code))
     event(logger, "step_finished", level=20 if error is None else 40, **fields)
@@ -235,19 +197,23 @@ def _finish(  # noqa: PLR0917 - internal
     status: str,
     error: MlfactorError | None,
     outputs: Mapping[str, Any],
-    tracker: _CellTracker,
+    tracker: CellTracker,
+    kernel_log: Path | None,
 ) -> Path | None:
     """Keep the notebook, log it and the outcome, and end the step's run; never raises."""
     final = ctx.output_dir / f"{ctx.step.name}.ipynb"
     notebook: Path | None = None
     try:
         if error is not None and type(error) is not StepFailedError:
-            _mark_stop(partial, error, tracker.current)
+            mark_stop(partial, error, tracker.current)
         notebook = keep_notebook(partial, final, ctx.secrets)
         tags = [RunTag(lineage.STATUS_TAG, status)]
-        tags += [RunTag(f"{lineage.OUTPUT_TAG_PREFIX}{k}", str(v)[:5000]) for k, v in outputs.items()]
+        tags += [
+            RunTag(mask_key(f"{lineage.OUTPUT_TAG_PREFIX}{k}"), mask_text(str(v))[:5000])
+            for k, v in outputs.items()
+        ]
         if error is not None:
-            tags.append(RunTag(lineage.ERROR_TAG, str(error)[:5000]))
+            tags.append(RunTag(lineage.ERROR_TAG, mask_text(str(error))[:5000]))
         ctx.client.log_batch(run_id, tags=tags)
     except Exception as exc:  # noqa: BLE001 - the outcome below must still be recorded
         event(logger, "step_artifacts_failed", level=40, run_id=run_id, error=str(exc)[:300])
@@ -255,7 +221,9 @@ def _finish(  # noqa: PLR0917 - internal
     def publish() -> None:
         try:
             if notebook is not None:
-                log_notebook(ctx.client, run_id, notebook, render_html(notebook))
+                log_notebook(ctx.client, run_id, notebook, render_html(notebook, ctx.secrets))
+            if kernel_log is not None:
+                ctx.client.log_artifact(run_id, str(kernel_log), NOTEBOOK_ARTIFACT_DIR)
         except Exception as exc:  # noqa: BLE001 - the run must still be ended
             event(logger, "step_artifacts_failed", level=40, run_id=run_id, error=str(exc)[:300])
         ctx.client.set_terminated(run_id, status)
@@ -264,82 +232,48 @@ def _finish(  # noqa: PLR0917 - internal
     return notebook
 
 
-def _mark_stop(partial: Path, error: MlfactorError, index: int | None) -> None:
-    """Insert a note before the cell that was running when the kernel was stopped or died."""
-    if not partial.is_file() or index is None:
+def kernel_environment(ctx: StepContext, run_id: str, outputs_file: Path) -> dict[str, str]:
+    """The kernel's environment: ours, plus the step's run for mlfactor *and* for plain MLflow.
+
+    ``MLFLOW_RUN_ID`` makes ``mlflow.start_run()`` (and autologging) attach to
+    the step's run, so runs the notebook opens with ``nested=True`` become its
+    children; figures use the inline backend; MLflow's artifact progress bars
+    (tqdm, which warns without ipywidgets) stay off.
+    """
+    return ctx.settings.child_environment(
+        extra={
+            "MLFACTOR_RUN_ID": run_id,
+            "MLFACTOR_OUTPUTS_FILE": str(outputs_file),
+            "MLFACTOR_EXPERIMENT": ctx.client.get_experiment(ctx.experiment_id).name,
+            "MLFLOW_RUN_ID": run_id,
+            "MLFLOW_EXPERIMENT_ID": ctx.experiment_id,
+            "MLFLOW_TRACKING_URI": ctx.settings.tracking_uri,
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+            "MPLBACKEND": INLINE_BACKEND,
+            "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+        }
+    )
+
+
+def learn_secrets(names_file: Path, environ: Mapping[str, str], known: list[str]) -> None:
+    """Remember (and add to ``known``) the values of the variables the notebook read through ``secret()``."""
+    try:
+        names = names_file.read_text(encoding="utf-8").split()
+    except OSError:
         return
-    nb = read_notebook(partial)
-    note = markdown_cell(
-        f"**mlfactor: execution stopped here.** {error}", ["papermill-error-cell-tag", "mlfactor-stopped"]
-    )
-    nb.cells.insert(min(index, len(nb.cells)), note)
-    write_notebook(partial, nb)
+    values = [environ[name] for name in names if environ.get(name)]
+    remember_secrets(values)
+    known.extend(v for v in values if v not in known)
 
 
-def _stop_error(
-    handle: KernelHandle,
-    step: StepSpec,
-    tracker: _CellTracker,
-    exc: BaseException,
-    ctx: StepContext,
-    *,
-    dead: bool,
-) -> MlfactorError:
-    cell = tracker.number(tracker.current)
-    where = f" in cell {cell}" if cell else ""
-    reason = handle.stop_reason
-    if reason == "timeout":
-        return StepTimeoutError(
-            f"step {step.name!r} timed out after {step.timeout:g} s{where} of {step.notebook_ref}; "
-            "its kernel "
-            "was stopped. Raise the step's timeout in the pipeline file if the work needs longer.",
-            step=step.name,
-            cell=cell,
-        )
-    if reason == "interrupted" or ctx.stopping.is_set():
-        return InterruptedRunError(
-            f"step {step.name!r} was interrupted{where}; its kernel was shut down.",
-            signal_number=ctx.signal_number(),
-        )
-    if dead or "died" in str(exc).lower():
-        return KernelDiedError(
-            f"step {step.name!r}: the kernel died{where} of {step.notebook_ref} (os._exit, a crash or out of "
-            "memory); the notebook up to that cell is kept.",
-            step=step.name,
-            cell=cell,
-        )
-    return StepFailedError(
-        f"step {step.name!r} could not run {step.notebook_ref}: {type(exc).__name__}: "
-        f"{_first_line(str(exc))}",
-        step=step.name,
-        cell=cell,
-    )
-
-
-class _CellTracker:
-    """Which cell runs now, and its number in the original notebook (papermill inserts one cell)."""
-
-    def __init__(self, notebook: Path, *, injected: bool) -> None:
-        try:
-            nb = read_notebook(notebook)
-            self.cells = len(nb.cells) + (1 if injected else 0)
-            tagged = find_parameters_cells(nb)
-        except Exception:  # noqa: BLE001 - only used for progress and messages
-            self.cells, tagged = 0, []
-        self.injected_at = tagged[0] + 1 if injected and tagged else None
-        self.current: int | None = None
-
-    def started(self, step: str, index: int, progress: Progress) -> None:
-        """Record that executed cell ``index`` (0-based) started."""
-        self.current = index
-        progress.cell_started(step, index + 1, self.cells)
-
-    def number(self, index: int | None) -> int | None:
-        """1-based number in the original notebook of executed cell ``index``."""
-        if index is None:
-            return None
-        shift = 1 if self.injected_at is not None and index > self.injected_at else 0
-        return index + 1 - shift
+def _keep_kernel_log(ctx: StepContext, work: Path) -> Path | None:
+    """Keep what the kernel wrote outside the notebook (masked) beside the notebook; None when nothing."""
+    text = read_kernel_log(work)
+    if not text:
+        return None
+    target = ctx.output_dir / f"{ctx.step.name}.kernel.log"
+    write_atomic(target, mask_text(text, ctx.secrets))
+    return target
 
 
 def _read_outputs(path: Path) -> dict[str, Any]:
@@ -350,11 +284,6 @@ def _read_outputs(path: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def _first_line(text: str) -> str:
-    """Return the exception text on one line (multi-line messages joined), at most 500 characters."""
-    return " ".join(str(text).split())[:500]
 
 
 def _cleanup(work: Path) -> None:

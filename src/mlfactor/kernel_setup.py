@@ -1,0 +1,60 @@
+"""What a pipeline step's kernel runs before its first cell (an IPython extension).
+
+The runner starts every kernel with ``--ext=mlfactor.kernel_setup``; the
+extension is small and imports neither MLflow nor matplotlib:
+
+* the kernel remembers the values of its secret-looking environment variables
+  (and :func:`mlfactor.notebook.secret` adds every value it hands out), and
+  :mod:`mlfactor.secret_guard` masks them in whatever the notebook sends to
+  MLflow, plain ``mlflow`` calls included;
+* tqdm's "IProgress not found" warning (MLflow imports ``tqdm.auto``; there
+  are no widgets in an executed notebook) is not printed into the notebook;
+* matplotlib figures render inline, also a ``Figure`` made without pyplot and
+  left as a cell's value (IPython shows only its ``repr`` otherwise); pyplot
+  figures use the inline backend the runner selects with ``MPLBACKEND``.
+
+:func:`mlfactor.notebook.start` applies the figure part too, so the same
+notebook renders the same way in JupyterLab.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+EXTENSION = "mlfactor.kernel_setup"
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+
+
+def _png(figure: Any) -> Any:
+    from IPython.core import pylabtools
+
+    render: Any = pylabtools.print_figure  # untyped in IPython
+    return render(figure, fmt="png", base64=True, bbox_inches="tight")
+
+
+def show_figures_inline(shell: Any | None = None) -> None:
+    """Render matplotlib figures as PNG in ``shell`` (the running IPython), without importing matplotlib."""
+    if shell is None:
+        try:
+            from IPython import get_ipython
+        except ImportError:
+            return
+        shell = get_ipython()
+    formatters = getattr(getattr(shell, "display_formatter", None), "formatters", None)
+    if not formatters or "image/png" not in formatters:
+        return
+    formatters["image/png"].for_type_by_name("matplotlib.figure", "Figure", _png)
+
+
+def load_ipython_extension(shell: Any) -> None:
+    """Remember the kernel's secrets, guard MLflow writes, silence tqdm's widget warning, render figures."""
+    import warnings
+
+    from mlfactor.masking import remember_secrets, secret_values
+    from mlfactor.secret_guard import guard_mlflow
+    from mlfactor.settings import load_settings
+
+    remember_secrets(secret_values(load_settings().environ))
+    guard_mlflow()
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    show_figures_inline(shell)
