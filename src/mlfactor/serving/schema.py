@@ -13,18 +13,28 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from mlfactor.masking import is_secret_name
 from mlfactor.names import did_you_mean
-from mlfactor.serving.protocol import RequestError, Row, describe, rows_text
+from mlfactor.serving.request_error import (
+    MAX_PROBLEMS,
+    MAX_SHOWN_ROWS,
+    RequestError,
+    Row,
+    describe,
+    name_text,
+    rows_text,
+)
 
 NUMERIC = {"double", "float", "long", "integer"}
+_INT_RANGES = {"long": (-(2**63), 2**63), "integer": (-(2**31), 2**31)}
 _EXPECTED = {
     "double": "a number",
     "float": "a number",
-    "long": "an integer",
-    "integer": "an integer",
+    "long": "a 64-bit integer",
+    "integer": "a 32-bit integer",
     "boolean": "true or false",
     "string": "a string",
 }
@@ -45,17 +55,28 @@ class Field:
         return f"{text} ({self.kind})" if self.kind in _EXPECTED else text
 
     def accepts(self, value: Any) -> bool:
-        """Tell whether ``value`` (not null) has a JSON type this field takes."""
+        """Tell whether ``value`` (not null) is a JSON value this field takes, in the type's range."""
         kind = self.kind
-        if kind in {"double", "float"}:  # NaN and Infinity literals are not JSON numbers
-            return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-        if kind in {"long", "integer"}:
-            return isinstance(value, int) and not isinstance(value, bool)
+        if kind in {"double", "float"}:
+            if type(value) is float:  # NaN and Infinity are not JSON numbers
+                return math.isfinite(value)
+            return type(value) is int and _fits_float(value)
+        if kind in _INT_RANGES:
+            low, high = _INT_RANGES[kind]
+            return type(value) is int and low <= value < high
         if kind == "boolean":
             return isinstance(value, bool)
         if kind == "string":
             return isinstance(value, str)
         return True
+
+
+def _fits_float(value: int) -> bool:
+    try:
+        float(value)
+    except OverflowError:  # a 400-digit integer: no double holds it
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -91,52 +112,46 @@ class InputSchema:
         return [{"name": f.name, "type": f.kind, "required": f.required} for f in self.fields]
 
     def validate(self, rows: Sequence[Row], *, allow_extra: bool = False) -> None:
-        """Raise RequestError 400 naming every bad field; do nothing when every row is valid."""
+        """Raise RequestError 400 naming the bad fields; do nothing when every row is valid.
+
+        Work is linear in the input; the error lists at most ``MAX_PROBLEMS``
+        problems (one per field and kind, with its first rows) and counts the rest.
+        """
         if not self.fields:
             return
-        by_name = {f.name: f for f in self.fields}
-        missing, wrong, extra = self._collect(rows, by_name, allow_extra=allow_extra)
-        problems = []
-        for name, (where, sample) in wrong.items():
-            field = by_name[name]
-            shown = "a value (masked)" if is_secret_name(name) else describe(sample)
-            problems.append(f"field '{name}': expected {field.expected}, got {shown} ({rows_text(where)})")
-        for name, where in missing.items():
-            problems.append(
-                f"field '{name}' is missing: expected {by_name[name].expected} ({rows_text(where)})"
-            )
-        for name, where in extra.items():
-            hint = did_you_mean(name, list(by_name))
-            problems.append(
-                f"unexpected field '{name}' ({rows_text(where)}).{hint} "
-                f"Expected only {', '.join(self.names)}."
-            )
-        if problems:
-            subject = (
-                f"{len(rows)} row{'s' if len(rows) != 1 else ''} checked against the model's input schema"
-            )
-            raise RequestError(400, subject, problems)
-
-    def _collect(
-        self, rows: Sequence[Row], by_name: dict[str, Field], *, allow_extra: bool
-    ) -> tuple[dict[str, list[int]], dict[str, tuple[list[int], Any]], dict[str, list[int]]]:
-        """Rows with each missing field, each wrongly typed field (with a sample) and each extra key."""
-        missing: dict[str, list[int]] = {}
-        wrong: dict[str, tuple[list[int], Any]] = {}
-        extra: dict[str, list[int]] = {}
+        found = _Problems()
+        names = {f.name for f in self.fields}
         for index, row in enumerate(rows):
             for field in self.fields:
                 value = row.get(field.name)
                 if value is None:
                     if field.required:
-                        missing.setdefault(field.name, []).append(index)
+                        found.add("missing", field.name, index, None)
                 elif not field.accepts(value):
-                    wrong.setdefault(field.name, ([], value))[0].append(index)
-            if not allow_extra:
+                    found.add("wrong", field.name, index, value)
+            if not allow_extra and not row.keys() <= names:
                 for key in row:
-                    if key not in by_name:
-                        extra.setdefault(key, []).append(index)
-        return missing, wrong, extra
+                    if key not in names:
+                        found.add("extra", key, index, None)
+        if found.count:
+            subject = (
+                f"{len(rows)} row{'s' if len(rows) != 1 else ''} checked against the model's input schema"
+            )
+            problems = [self._problem(*item) for item in found.first(MAX_PROBLEMS)]
+            raise RequestError(400, subject, problems, schema=True, more=found.count - len(problems))
+
+    def _problem(self, kind: str, name: str, where: list[int], count: int, sample: Any) -> str:
+        rows = rows_text(where, total=count)
+        if kind == "extra":
+            hint = did_you_mean(name, self.names)
+            return (
+                f"unexpected field {name_text(name)} ({rows}).{hint} Expected only {', '.join(self.names)}."
+            )
+        field = next(f for f in self.fields if f.name == name)
+        if kind == "missing":
+            return f"field '{name}' is missing: expected {field.expected} ({rows})"
+        shown = "a value (masked)" if is_secret_name(name) else describe(sample)
+        return f"field '{name}': expected {field.expected}, got {shown} ({rows})"
 
     def to_matrix(self, rows: Sequence[Row]) -> Any:
         """Return a float64 numpy matrix of ``rows`` in signature order (numeric schemas only)."""
@@ -152,3 +167,35 @@ class InputSchema:
         if not self.fields:
             return pd.DataFrame.from_records(list(rows))
         return pd.DataFrame.from_records(list(rows), columns=self.names)
+
+
+class _Problems:
+    """Problems grouped by kind and field: the first rows, a count and one sample value each."""
+
+    def __init__(self) -> None:
+        self.by_kind: dict[str, dict[str, list[Any]]] = {"wrong": {}, "missing": {}, "extra": {}}
+
+    def add(self, kind: str, name: str, index: int, sample: Any) -> None:
+        """Record that row ``index`` has problem ``kind`` in field ``name``."""
+        group = self.by_kind[kind]
+        entry = group.get(name)
+        if entry is None:
+            group[name] = [[index], 1, sample]
+            return
+        entry[1] += 1
+        if len(entry[0]) < MAX_SHOWN_ROWS:
+            entry[0].append(index)
+
+    @property
+    def count(self) -> int:
+        """Distinct problems found."""
+        return sum(map(len, self.by_kind.values()))
+
+    def first(self, limit: int) -> list[tuple[str, str, list[int], int, Any]]:
+        """Up to ``limit`` problems: wrong types, then missing fields, then unexpected ones."""
+        every = (
+            (kind, name, where, count, sample)
+            for kind, group in self.by_kind.items()
+            for name, (where, count, sample) in group.items()
+        )
+        return list(islice(every, limit))
