@@ -7,6 +7,10 @@ extension is small and imports neither MLflow nor matplotlib:
   (and :func:`mlfactor.notebook.secret` adds every value it hands out), and
   :mod:`mlfactor.secret_guard` masks them in whatever the notebook sends to
   MLflow, plain ``mlflow`` calls included;
+* ``mlflow.set_experiment(...)`` keeps the step's experiment (the pipeline's),
+  with a one-line note in the notebook: MLflow refuses to attach
+  ``start_run()`` to the step's run (``MLFLOW_RUN_ID``) from another
+  experiment, and plain notebooks call it in their first cell;
 * tqdm's "IProgress not found" warning (MLflow imports ``tqdm.auto``; there
   are no widgets in an executed notebook) is not printed into the notebook;
 * matplotlib figures render inline, also a ``Figure`` made without pyplot and
@@ -19,6 +23,8 @@ notebook renders the same way in JupyterLab.
 
 from __future__ import annotations
 
+import functools
+import sys
 from typing import Any
 
 EXTENSION = "mlfactor.kernel_setup"
@@ -46,6 +52,34 @@ def show_figures_inline(shell: Any | None = None) -> None:
     formatters["image/png"].for_type_by_name("matplotlib.figure", "Figure", _png)
 
 
+def pin_experiment(experiment_id: str, name: str) -> None:
+    """Make ``mlflow.set_experiment`` select experiment ``experiment_id`` whatever it is asked for."""
+    from mlfactor.import_hooks import after_import
+
+    def patch(fluent: Any) -> None:
+        original = fluent.set_experiment
+        if getattr(original, "_mlfactor_pinned", False):
+            return
+
+        @functools.wraps(original)
+        def set_experiment(
+            experiment_name: str | None = None, experiment_id_: str | None = None, **kw: Any
+        ) -> Any:
+            asked = experiment_name or kw.pop("experiment_id", None) or experiment_id_
+            if asked not in (None, name, experiment_id):
+                print(
+                    f"mlfactor: run by `mlfactor run`, this notebook logs to the pipeline's experiment "
+                    f"{name!r}; set_experiment({asked!r}) applies when it runs by hand.",
+                    file=sys.stderr,
+                )
+            return original(experiment_id=experiment_id)
+
+        set_experiment._mlfactor_pinned = True  # type: ignore[attr-defined]
+        fluent.set_experiment = set_experiment
+
+    after_import("mlflow.tracking.fluent", patch)
+
+
 def load_ipython_extension(shell: Any) -> None:
     """Remember the kernel's secrets, guard MLflow writes, silence tqdm's widget warning, render figures."""
     import warnings
@@ -54,7 +88,11 @@ def load_ipython_extension(shell: Any) -> None:
     from mlfactor.secret_guard import guard_mlflow
     from mlfactor.settings import load_settings
 
-    remember_secrets(secret_values(load_settings().environ))
+    settings = load_settings()
+    remember_secrets(secret_values(settings.environ))
     guard_mlflow()
+    experiment_id = settings.environ.get("MLFLOW_EXPERIMENT_ID")
+    if settings.run_id is not None and experiment_id:
+        pin_experiment(experiment_id, settings.experiment)
     warnings.filterwarnings("ignore", message="IProgress not found")
     show_figures_inline(shell)

@@ -8,22 +8,21 @@ through, so parameter and tag keys and values, metric names, run names and
 model-version tags reach the store with every remembered secret
 (:func:`mlfactor.masking.remember_secrets`) replaced by ``***``.
 
-MLflow is not imported to install the guard: when it is not loaded yet, an
-import hook patches each client module the moment it is first imported.
+MLflow is not imported to install the guard: :func:`mlfactor.import_hooks.after_import`
+patches each client module the moment it is first imported.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
-import importlib.abc
-import importlib.machinery
 import inspect
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
 
+from mlfactor.import_hooks import after_import, clear_import_hooks
 from mlfactor.masking import mask_key, mask_text
 
 # module -> class -> method -> names of the arguments to mask
@@ -98,31 +97,9 @@ def _patch(module: ModuleType) -> None:
             setattr(cls, name, _guarded(method, arguments))
 
 
-class _PatchOnImport(importlib.abc.MetaPathFinder):
-    """Patch each target module right after its first import."""
-
-    def find_spec(
-        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
-    ) -> importlib.machinery.ModuleSpec | None:
-        if fullname not in _TARGETS:
-            return None
-        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
-        loader: Any = spec.loader if spec is not None else None
-        if loader is None or not hasattr(loader, "exec_module"):
-            return spec
-        run_module = loader.exec_module
-
-        def exec_module(module: ModuleType) -> None:
-            run_module(module)
-            _patch(module)
-
-        loader.exec_module = exec_module
-        return spec
-
-
 def unguard_mlflow() -> None:
     """Undo :func:`guard_mlflow` (tests start clean with it)."""
-    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _PatchOnImport)]
+    clear_import_hooks()
     for module_name, (class_name, methods) in _TARGETS.items():
         cls = getattr(sys.modules.get(module_name), class_name, None)
         for name in methods if cls is not None else ():
@@ -134,8 +111,4 @@ def unguard_mlflow() -> None:
 def guard_mlflow() -> None:
     """Mask remembered secrets in MLflow writes of this process from now on (idempotent)."""
     for name in _TARGETS:
-        module = sys.modules.get(name)
-        if module is not None:
-            _patch(module)
-    if not any(isinstance(finder, _PatchOnImport) for finder in sys.meta_path):
-        sys.meta_path.insert(0, _PatchOnImport())
+        after_import(name, _patch)

@@ -20,6 +20,7 @@ PIPELINE_RUN_TAG = "mlfactor.pipeline.run_id"
 STEP_TAG = "mlfactor.step"
 NOTEBOOK_TAG = "mlfactor.notebook"
 NOTEBOOK_HASH_TAG = "mlfactor.notebook.sha256"
+NOTEBOOK_ARTIFACT_TAG = "mlfactor.notebook.artifact"  # runs:/ URI of the executed notebook (model versions)
 ATTEMPT_TAG = "mlfactor.attempt"
 PACKAGES_HASH_TAG = "mlfactor.packages.sha256"
 PACKAGE_TAG_PREFIX = "mlfactor.package."

@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Param, RunTag
+from mlflow.entities import Param, Run, RunTag
 from mlflow.tracking import MlflowClient
 
+from mlfactor import tags
 from mlfactor.errors import (
     InterruptedRunError,
     MlfactorError,
@@ -45,7 +46,9 @@ from mlfactor.pipeline.execute import CellTracker, execute, mark_stop
 from mlfactor.pipeline.kernel import KernelHandle, kernel_manager_class, read_kernel_log
 from mlfactor.pipeline.progress import Progress
 from mlfactor.pipeline.spec import StepSpec
+from mlfactor.pipeline.versions import tag_registered_versions, version_lineage
 from mlfactor.settings import Settings
+from mlfactor.tags import RunStatus
 
 logger = get_logger(__name__)
 
@@ -106,7 +109,7 @@ class StepResult:
 def run_step(ctx: StepContext) -> StepResult:
     """Run ``ctx.step`` with its retries; return how it ended (never raises for notebook failures)."""
     started = time.monotonic()
-    result = StepResult(ctx.step.name, "FAILED")
+    result = StepResult(ctx.step.name, RunStatus.FAILED)
     with bind(step=ctx.step.name):
         for attempt in range(1, ctx.step.retries + 2):
             result = _attempt(ctx, attempt)
@@ -128,14 +131,14 @@ def run_step(ctx: StepContext) -> StepResult:
 def _attempt(ctx: StepContext, attempt: int) -> StepResult:
 
     step = ctx.step
-    tags = {
-        lineage.PARENT_TAG: ctx.parent_run_id,
-        lineage.RUN_NAME_TAG: step.name,
-        lineage.PIPELINE_RUN_TAG: ctx.parent_run_id,
+    run_tags = {
+        tags.PARENT_RUN_TAG: ctx.parent_run_id,
+        tags.RUN_NAME_TAG: step.name,
+        tags.PIPELINE_RUN_TAG: ctx.parent_run_id,
         **lineage.step_tags(step.name, step.notebook, ctx.settings.project_dir, attempt),
         **ctx.packages_tags,
     }
-    run = ctx.client.create_run(ctx.experiment_id, tags=tags, run_name=step.name)
+    run = ctx.client.create_run(ctx.experiment_id, tags=run_tags, run_name=step.name)
     run_id = run.info.run_id
     ctx.client.log_batch(
         run_id,
@@ -160,19 +163,19 @@ def _attempt(ctx: StepContext, attempt: int) -> StepResult:
         parameters=dict(ctx.parameters),
     )
     t0 = time.monotonic()
-    status = "FINISHED"
+    status = RunStatus.FINISHED
     try:
         error = execute(ctx, partial, kernel_manager_class(env, handle, work), tracker, handle)
     finally:
         ctx.on_kernel(None)
     learn_secrets(outputs_file.with_name(SECRET_NAMES_FILE), ctx.settings.environ, ctx.secrets)
     if error is not None:
-        status = "KILLED" if isinstance(error, InterruptedRunError) else "FAILED"
+        status = RunStatus.KILLED if isinstance(error, InterruptedRunError) else RunStatus.FAILED
         error.message = mask_text(error.message)
     duration = time.monotonic() - t0
     outputs = _read_outputs(outputs_file)
     kernel_log = _keep_kernel_log(ctx, work)
-    notebook = _finish(ctx, run_id, partial, status, error, outputs, tracker, kernel_log)
+    notebook = _finish(ctx, run, partial, status, error, outputs, tracker, kernel_log)
     ctx.progress.step_finished(step.name, status)
     fields: dict[str, Any] = {
         "run_id": run_id,
@@ -192,29 +195,30 @@ def _attempt(ctx: StepContext, attempt: int) -> StepResult:
 
 def _finish(  # noqa: PLR0917 - internal
     ctx: StepContext,
-    run_id: str,
+    run: Run,
     partial: Path,
-    status: str,
+    status: RunStatus,
     error: MlfactorError | None,
     outputs: Mapping[str, Any],
     tracker: CellTracker,
     kernel_log: Path | None,
 ) -> Path | None:
-    """Keep the notebook, log it and the outcome, and end the step's run; never raises."""
+    """Keep the notebook, log it and the outcome, tag registered versions, end the step's run; never raises."""
+    run_id = run.info.run_id
     final = ctx.output_dir / f"{ctx.step.name}.ipynb"
     notebook: Path | None = None
     try:
         if error is not None and type(error) is not StepFailedError:
             mark_stop(partial, error, tracker.current)
         notebook = keep_notebook(partial, final, ctx.secrets)
-        tags = [RunTag(lineage.STATUS_TAG, status)]
-        tags += [
-            RunTag(mask_key(f"{lineage.OUTPUT_TAG_PREFIX}{k}"), mask_text(str(v))[:5000])
+        outcome = [RunTag(tags.STATUS_TAG, status)]
+        outcome += [
+            RunTag(mask_key(f"{tags.OUTPUT_TAG_PREFIX}{k}"), mask_text(str(v))[:5000])
             for k, v in outputs.items()
         ]
         if error is not None:
-            tags.append(RunTag(lineage.ERROR_TAG, mask_text(str(error))[:5000]))
-        ctx.client.log_batch(run_id, tags=tags)
+            outcome.append(RunTag(tags.ERROR_TAG, mask_text(str(error))[:5000]))
+        ctx.client.log_batch(run_id, tags=outcome)
     except Exception as exc:  # noqa: BLE001 - the outcome below must still be recorded
         event(logger, "step_artifacts_failed", level=40, run_id=run_id, error=str(exc)[:300])
 
@@ -224,12 +228,26 @@ def _finish(  # noqa: PLR0917 - internal
                 log_notebook(ctx.client, run_id, notebook, render_html(notebook, ctx.secrets))
             if kernel_log is not None:
                 ctx.client.log_artifact(run_id, str(kernel_log), NOTEBOOK_ARTIFACT_DIR)
+            _tag_versions(ctx, run)
         except Exception as exc:  # noqa: BLE001 - the run must still be ended
             event(logger, "step_artifacts_failed", level=40, run_id=run_id, error=str(exc)[:300])
         ctx.client.set_terminated(run_id, status)
 
     ctx.publish(publish)
     return notebook
+
+
+def _tag_versions(ctx: StepContext, run: Run) -> None:
+    """Give every version the step registered (by any API, from any of its runs) the step's lineage."""
+    artifact = f"{NOTEBOOK_ARTIFACT_DIR}/{ctx.step.name}.ipynb"
+    lineage_tags = version_lineage(run.data.tags, run.info.run_id, ctx.step.name, artifact)
+    # A notebook calling mlflow.set_experiment() opens its nested runs in that experiment: search all.
+    experiments = [e.experiment_id for e in ctx.client.search_experiments()]
+    versions = tag_registered_versions(
+        ctx.client, run.info.run_id, experiments, run.info.start_time, lineage_tags
+    )
+    if versions:
+        event(logger, "model_versions_tagged", run_id=run.info.run_id, model_versions=versions)
 
 
 def kernel_environment(ctx: StepContext, run_id: str, outputs_file: Path) -> dict[str, str]:
