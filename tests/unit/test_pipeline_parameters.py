@@ -14,6 +14,7 @@ from mlfactor.pipeline.parameters import (
     parse_override,
     references,
     resolve_references,
+    syntax_problem,
     value_problems,
 )
 
@@ -124,3 +125,17 @@ def test_references_resolve_with_their_type() -> None:
     assert resolve_references(["${ steps.train.outputs.n }"], outputs) == [5]
     with pytest.raises(KeyError):
         resolve_references("${steps.train.outputs.missing}", outputs)
+
+
+def test_a_parameters_cell_that_is_not_python_is_reported() -> None:
+    """A broken parameters cell is a validation problem naming the line and the syntax error."""
+    notebook = inspect_parameters(FIXTURES / "parameters-cell-is-not-python.ipynb")
+    problems = check_parameters({}, notebook, "step 'a'")
+    assert len(problems) == 1
+    assert "is not valid Python, line 2: '(' was never closed ('max_iter = (200')" in problems[0]
+
+
+def test_magics_in_a_parameters_cell_are_valid() -> None:
+    """IPython syntax (a line magic) in the parameters cell is not a syntax error."""
+    assert syntax_problem("%matplotlib inline\nC = 1.0\n") is None
+    assert syntax_problem("%matplotlib inline\nC = (\n") is not None

@@ -8,6 +8,7 @@ notebook *file* (see :class:`CellTracker`) and the exception.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,9 +21,14 @@ from mlfactor.errors import (
 )
 from mlfactor.pipeline.artifacts import markdown_cell, read_notebook, write_notebook
 from mlfactor.pipeline.kernel import KernelHandle
-from mlfactor.pipeline.parameters import find_parameters_cells
+from mlfactor.pipeline.parameters import PARAMETERS_TAG
 from mlfactor.pipeline.progress import Progress
 from mlfactor.pipeline.spec import StepSpec
+
+ERROR_MARKER_TAG = "papermill-error-cell-tag"
+INJECTED_TAG = "injected-parameters"
+
+_PRINTED_ERROR = re.compile(r"^(?P<ename>[A-Za-z_][\w.]*(?:Error|Exception)): (?P<evalue>.+)$")
 
 if TYPE_CHECKING:
     from mlfactor.pipeline.step import StepContext
@@ -58,9 +64,12 @@ def execute(
         )
     except PapermillExecutionError as exc:
         number = tracker.number(exc.cell_index)
+        ename, evalue = exc.ename, exc.evalue
+        if ename == "CellExecutionError" and not evalue:
+            ename, evalue = printed_error(partial, exc.cell_index)
         error = StepFailedError(
-            f"step {step.name!r} failed in cell {number} of {step.notebook_ref}: {exc.ename}: "
-            f"{first_line(exc.evalue)}",
+            f"step {step.name!r} failed in cell {number} of {step.notebook_ref}: {ename}: "
+            f"{first_line(evalue)}",
             step=step.name,
             cell=number,
         )
@@ -75,6 +84,35 @@ def execute(
             step=step.name,
         )
     return error
+
+
+def printed_error(partial: Path, index: int) -> tuple[str, str]:
+    """The error a cell printed instead of raising (IPython's ``UsageError`` for a bad magic).
+
+    papermill then reports an empty ``CellExecutionError``; the cell's own
+    stderr says what went wrong, e.g. ``UsageError: Line magic function
+    `%nope` not found.``
+    """
+    fallback = (
+        "CellExecutionError",
+        "the cell failed without an error output; see its output in the notebook",
+    )
+    try:
+        executed = [c for c in read_notebook(partial).cells if ERROR_MARKER_TAG not in _tags(c)]
+        cell = executed[index]  # papermill's marker cells were added after it counted
+    except (OSError, IndexError, ValueError):
+        return fallback
+    lines = [
+        line.strip()
+        for output in cell.get("outputs", [])
+        if output.get("output_type") == "stream"
+        for line in "".join(output.get("text", "")).splitlines()
+    ]
+    for line in reversed(lines):
+        match = _PRINTED_ERROR.match(line)
+        if match:
+            return match["ename"], match["evalue"]
+    return fallback
 
 
 def mark_stop(partial: Path, error: MlfactorError, index: int | None) -> None:
@@ -130,29 +168,53 @@ def stop_error(
 
 
 class CellTracker:
-    """Which cell runs now, and its number in the original notebook (papermill inserts one cell)."""
+    """Which cell runs now, and its number in the notebook *file*, as the user sees it in JupyterLab.
+
+    papermill executes a different list of cells: it injects the parameters
+    (replacing a stale ``injected-parameters`` cell, else after the cell tagged
+    ``parameters``, else at the top) and then drops the error-marker cells a
+    previous papermill run left in the file. :attr:`origin` maps each executed
+    index to the file's index (None for the injected cell).
+    """
 
     def __init__(self, notebook: Path, *, injected: bool) -> None:
         try:
-            nb = read_notebook(notebook)
-            self.cells = len(nb.cells) + (1 if injected else 0)
-            tagged = find_parameters_cells(nb)
+            cells = list(read_notebook(notebook).cells)
         except Exception:  # noqa: BLE001 - only used for progress and messages
-            self.cells, tagged = 0, []
-        self.injected_at = tagged[0] + 1 if injected and tagged else None
+            cells = []
+        self.cells = len(cells)
+        origin: list[int | None] = list(range(len(cells)))
+        if injected:
+            stale = _first_tagged(cells, INJECTED_TAG)
+            parameters = _first_tagged(cells, PARAMETERS_TAG)
+            if stale is not None:
+                origin[stale] = None
+            else:
+                origin.insert(0 if parameters is None else parameters + 1, None)
+        self.origin = [i for i in origin if i is None or ERROR_MARKER_TAG not in _tags(cells[i])]
         self.current: int | None = None
 
     def started(self, step: str, index: int, progress: Progress) -> None:
         """Record that executed cell ``index`` (0-based) started."""
         self.current = index
-        progress.cell_started(step, index + 1, self.cells)
+        progress.cell_started(step, self.number(index) or index + 1, self.cells)
 
     def number(self, index: int | None) -> int | None:
-        """1-based number in the original notebook of executed cell ``index``."""
+        """1-based number in the notebook file of executed cell ``index`` (injected cell: the one before)."""
         if index is None:
             return None
-        shift = 1 if self.injected_at is not None and index > self.injected_at else 0
-        return index + 1 - shift
+        if index >= len(self.origin):
+            return index + 1
+        before = [i for i in self.origin[: index + 1] if i is not None]
+        return before[-1] + 1 if before else 1
+
+
+def _tags(cell: Any) -> list[str]:
+    return list(cell.get("metadata", {}).get("tags", []))
+
+
+def _first_tagged(cells: list[Any], tag: str) -> int | None:
+    return next((i for i, cell in enumerate(cells) if tag in _tags(cell)), None)
 
 
 def first_line(text: str) -> str:

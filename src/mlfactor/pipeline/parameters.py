@@ -51,6 +51,7 @@ class NotebookParameters:
     kernel_name: str
     has_parameters_cell: bool
     declared: Mapping[str, DeclaredParameter]
+    syntax_error: str | None = None
 
 
 def secret_name_problem(name: str, where: str) -> str:
@@ -122,6 +123,7 @@ def inspect_parameters(path: Path) -> NotebookParameters:
     )
     cells = find_parameters_cells(nb)
     declared: dict[str, DeclaredParameter] = {}
+    syntax_error = syntax_problem(nb.cells[cells[0]].source) if cells and language == "python" else None
     if cells:
         translator = papermill_translators.find_translator(kernel, language)
         for param in translator.inspect(nb.cells[cells[0]]):
@@ -130,8 +132,34 @@ def inspect_parameters(path: Path) -> NotebookParameters:
                 param.name, type_name or _literal_type(param.default), param.default
             )
     return NotebookParameters(
-        path=path, kernel_name=kernel, has_parameters_cell=bool(cells), declared=declared
+        path=path,
+        kernel_name=kernel,
+        has_parameters_cell=bool(cells),
+        declared=declared,
+        syntax_error=syntax_error,
     )
+
+
+def syntax_problem(source: str) -> str | None:
+    """Why ``source`` (a parameters cell) is not valid Python, or None; IPython magics are allowed."""
+    error = _parse_error(source)
+    if error is not None and any(line.lstrip().startswith(("%", "!")) for line in source.splitlines()):
+        from IPython.core import inputtransformer2
+
+        transformer: Any = inputtransformer2.TransformerManager  # untyped in IPython
+        error = _parse_error(transformer().transform_cell(source))
+    if error is None:
+        return None
+    line = (error.text or "").strip()
+    return f"line {error.lineno}: {error.msg}" + (f" ({line!r})" if line else "")
+
+
+def _parse_error(source: str) -> SyntaxError | None:
+    try:
+        ast.parse(source)
+    except SyntaxError as exc:
+        return exc
+    return None
 
 
 def _literal_type(source: str) -> str | None:
@@ -221,6 +249,12 @@ def check_parameters(
 ) -> list[str]:
     """Every problem with ``given`` parameters for ``notebook``: names, values, declaration and type."""
     problems: list[str] = []
+    if notebook.syntax_error is not None:
+        problems.append(
+            f"{where}: the cell tagged 'parameters' in {notebook.path.name} is not valid Python, "
+            f"{notebook.syntax_error}; the kernel would fail on it before any parameter applies. "
+            "Fix the cell (only assignments of defaults belong there)."
+        )
     if given and not notebook.has_parameters_cell:
         problems.append(
             f"{where}: notebook {notebook.path.name} has no cell tagged 'parameters', so it cannot take "

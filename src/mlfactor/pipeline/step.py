@@ -203,7 +203,7 @@ def _finish(  # noqa: PLR0917 - internal
     tracker: CellTracker,
     kernel_log: Path | None,
 ) -> Path | None:
-    """Keep the notebook, log it and the outcome, tag registered versions, end the step's run; never raises."""
+    """Keep and log the notebook and the outcome, tag registered versions, end the run; never raises."""
     run_id = run.info.run_id
     final = ctx.output_dir / f"{ctx.step.name}.ipynb"
     notebook: Path | None = None

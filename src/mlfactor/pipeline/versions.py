@@ -65,7 +65,9 @@ def descendant_runs(
     return found
 
 
-def version_lineage(step_tags: Mapping[str, str], run_id: str, step: str, notebook_artifact: str) -> dict[str, str]:
+def version_lineage(
+    step_tags: Mapping[str, str], run_id: str, step: str, notebook_artifact: str
+) -> dict[str, str]:
     """The tags a version registered from step run ``run_id`` gets."""
     lineage = {k: step_tags[k] for k in VERSION_LINEAGE_TAGS if k in step_tags}
     lineage[tags.STEP_TAG] = step
