@@ -86,7 +86,13 @@ def render_html(notebook: Path, secrets: Iterable[str] = ()) -> Path | None:
         body, _ = exporter(template_name="lab").from_notebook_node(read_notebook(notebook))
         write_atomic(target, scrub(body, secrets))
     except Exception as exc:  # noqa: BLE001 - a missing rendering must not fail the step
-        event(logger, "notebook_html_failed", level=logging.WARNING, notebook=str(notebook), error=str(exc)[:300])
+        event(
+            logger,
+            "notebook_html_failed",
+            level=logging.WARNING,
+            notebook=str(notebook),
+            error=str(exc)[:300],
+        )
         return None
     return target
 
