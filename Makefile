@@ -15,10 +15,11 @@ SERVICES_DATABASE_URI ?= postgresql://postgres@127.0.0.1:5432/mlfactor
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export BENTOML_DO_NOT_TRACK ?= true
 
-.PHONY: help install run pipeline serve lab test lint lock clean services services-stop bench-serve bench-batch bench-pipeline
+.PHONY: help install run pipeline serve lab ui test lint lock clean services services-stop bench-cli bench-serve bench-batch bench-pipeline
 
-help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+help: ## List the targets (coloured only on a terminal, and never with NO_COLOR set)
+	@if [ -t 1 ] && [ -z "$$NO_COLOR" ]; then on='\033[36m'; off='\033[0m'; else on=''; off=''; fi; \
+	awk -v on="$$on" -v off="$$off" 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %s%-16s%s %s\n", on, $$1, off, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,8 +40,11 @@ run: $(STAMP) ## Set up, run the demo pipeline on the embedded sqlite store, the
 	@$(BIN)/mlfactor run $(PIPELINE)
 	@$(BIN)/mlfactor serve
 
-lab: $(STAMP) ## Open JupyterLab on notebooks/ with the project's kernel and configuration
+lab: $(STAMP) ## Serve JupyterLab on the project folder with the project's kernel and configuration
 	$(BIN)/mlfactor lab
+
+ui: $(STAMP) ## Open the MLflow UI on the configured tracking store (127.0.0.1:5000) until Ctrl-C
+	$(BIN)/mlfactor ui
 
 TEST_WORKERS ?= 2
 test: $(STAMP) ## Set up and run the whole test suite (unit, integration, notebooks) on TEST_WORKERS (2) processes
@@ -60,6 +64,9 @@ services-stop: $(STAMP) ## Stop the stack `make services` started (only that pro
 bench-serve: $(STAMP) ## Benchmark the service against mlflow models serve and a minimal BentoML service (needs wrk)
 	@command -v wrk >/dev/null || { echo "bench-serve needs wrk: sudo apt-get install -y wrk (Debian/Ubuntu) or brew install wrk"; exit 2; }
 	$(BIN)/python benchmarks/bench_serve.py --out benchmarks/results/bench-serve-latest.json
+
+bench-cli: $(STAMP) ## CPU seconds of everyday commands (--help, config, validate) beside `python -c pass`
+	$(BIN)/python benchmarks/bench_cli.py
 
 bench-pipeline: $(STAMP) ## Demo pipeline: mlfactor run vs plain papermill vs a plain script (REPEAT=5), ratios
 	$(BIN)/python benchmarks/bench_pipeline.py --repeat $(or $(REPEAT),5)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from enum import IntEnum
+from types import MappingProxyType
 
 
 class ExitCode(IntEnum):
@@ -34,6 +36,77 @@ class ExitCode(IntEnum):
     def for_signal(cls, signum: int) -> ExitCode:
         """The code of a process stopped by ``signum``: 143 for SIGTERM, 130 for SIGINT (and any other)."""
         return cls.TERMINATED if signum == signal.SIGTERM else cls.INTERRUPTED
+
+
+@dataclass(frozen=True)
+class ExitCodeInfo:
+    """What an exit code means, briefly (``--help``) and in full (README), and whether a retry can help."""
+
+    short: str
+    long: str
+    retryable: bool
+
+
+EXIT_CODES: Mapping[ExitCode, ExitCodeInfo] = MappingProxyType(
+    {
+        ExitCode.OK: ExitCodeInfo("success", "success", retryable=False),
+        ExitCode.STEP_FAILED: ExitCodeInfo(
+            "a step failed",
+            "a step failed (a notebook cell raised); the message names step, cell and exception",
+            retryable=False,
+        ),
+        ExitCode.USAGE: ExitCodeInfo("usage error", "usage error (bad command line or option value)", False),
+        ExitCode.STEP_TIMEOUT: ExitCodeInfo("a step timed out", "a step timed out", retryable=False),
+        ExitCode.KERNEL_DIED: ExitCodeInfo(
+            "a kernel died", "a step's kernel died (crash, `os._exit`, out of memory)", retryable=True
+        ),
+        ExitCode.INVALID_INPUT: ExitCodeInfo(
+            "invalid input", "invalid input: pipeline file, parameters, data file, release options", False
+        ),
+        ExitCode.NOT_FOUND: ExitCodeInfo(
+            "not found", "not found: model, version, alias, release, file", retryable=False
+        ),
+        ExitCode.SERVICE_UNAVAILABLE: ExitCodeInfo(
+            "backing service unavailable",
+            "backing service unavailable (tracking store, registry, database), after bounded retries",
+            retryable=True,
+        ),
+        ExitCode.INTERNAL: ExitCodeInfo("internal error", "internal error (a bug: please report it)", True),
+        ExitCode.TRY_AGAIN: ExitCodeInfo(
+            "try again",
+            "try again later: another process holds the alias lock (or the cron wrapper skipped an "
+            "overlapping run)",
+            retryable=True,
+        ),
+        ExitCode.CONFIG: ExitCodeInfo(
+            "invalid configuration", "invalid configuration (environment)", retryable=False
+        ),
+        ExitCode.INTERRUPTED: ExitCodeInfo(
+            "SIGINT", "interrupted by SIGINT; kernels shut down, runs marked KILLED", retryable=True
+        ),
+        ExitCode.TERMINATED: ExitCodeInfo(
+            "SIGTERM", "stopped by SIGTERM; kernels shut down, runs marked KILLED", retryable=True
+        ),
+    }
+)
+"""The one table of exit codes: ``--help`` texts, the README and Kubernetes' retry policy read it."""
+
+
+def non_retryable_exit_codes() -> tuple[int, ...]:
+    """The failure codes a retry cannot fix (a Job's ``podFailurePolicy`` fails at once on them)."""
+    return tuple(int(code) for code, info in EXIT_CODES.items() if code != ExitCode.OK and not info.retryable)
+
+
+def exit_codes_help(*codes: ExitCode, said: Mapping[ExitCode, str] | None = None) -> str:
+    """``Exit codes: 0 success, 65 invalid input, ...`` for a command's ``--help`` (``said`` rewords some)."""
+    words = dict(said or {})
+    return "Exit codes: " + ", ".join(f"{int(c)} {words.get(c, EXIT_CODES[c].short)}" for c in codes) + "."
+
+
+def exit_codes_markdown() -> str:
+    """The README's table of every exit code."""
+    rows = [f"| {int(code)} | {info.long} |" for code, info in EXIT_CODES.items()]
+    return "\n".join(["| code | meaning |", "|---|---|", *rows])
 
 
 class MlfactorError(Exception):

@@ -39,7 +39,8 @@ ROUTED_LOGGERS = (
     "httpx",
     "openfeature",
 )
-_QUIET_LOGGERS = {"httpx": logging.WARNING, "alembic": logging.WARNING, "traitlets": logging.WARNING}
+# Chatty at INFO about what mlfactor's own events already say once (papermill: every path and kernel).
+_QUIET_LOGGERS = dict.fromkeys(("httpx", "alembic", "traitlets", "papermill", "nbclient"), logging.WARNING)
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(

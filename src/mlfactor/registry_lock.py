@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from mlfactor.errors import LockTimeoutError
 from mlfactor.log import event, get_logger
+from mlfactor.tags import LOCK_TAG
 
 logger = get_logger(__name__)
 
@@ -56,7 +57,7 @@ def alias_lock(
     delay = 0.05
     while True:
         try:
-            client.create_registered_model(name, tags={"mlfactor.lock": "true"})
+            client.create_registered_model(name, tags={LOCK_TAG: "true"})
             break
         except MlflowException as exc:
             if "ALREADY_EXISTS" not in str(exc.error_code) and "already exists" not in str(exc).lower():

@@ -30,9 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-import requests
 
-from mlfactor.database import ensure_database
 from mlfactor.errors import BackingServiceError, ValidationError
 from mlfactor.log import event, get_logger
 from mlfactor.masking import mask_uri
@@ -204,6 +202,8 @@ def _check_free(config: StackConfig) -> None:
                 "stop it with `make services-stop` first"
             ],
         )
+    import requests  # heavy; `mlfactor services --help` only needs StackConfig
+
     try:
         answer = requests.get(f"{config.tracking_uri}/health", timeout=2)
     except requests.RequestException:
@@ -219,6 +219,8 @@ def _check_free(config: StackConfig) -> None:
 
 def wait_until_healthy(url: str, process: subprocess.Popen[str], timeout: float = READY_TIMEOUT_S) -> bool:
     """Poll ``url``/health until it answers 200; False when the process died or time ran out."""
+    import requests
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
         try:
@@ -271,6 +273,8 @@ def run_stack(config: StackConfig, settings: Settings) -> int:
     when the stack already runs or the port is taken.
     """
     _check_free(config)
+    from mlfactor.database import ensure_database
+
     created = ensure_database(config.database_uri)
     event(logger, "database_ready", database=mask_uri(config.database_uri), created=created)
     upgrade_schema(config, settings)

@@ -17,7 +17,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from mlfactor.admin.gc import plan_gc
-from mlfactor.lifecycle import promote_model
+from mlfactor.aliases import promote_model
 from mlfactor.release.records import record_release
 from mlfactor.settings import Settings, load_settings
 from mlfactor.tracking import connect, ensure_experiment

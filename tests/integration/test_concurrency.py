@@ -18,7 +18,7 @@ import pytest
 from backends import BIN, PROJECT_DIR, StackProcess, client_environment, json_lines
 from conftest import store_environment
 
-from mlfactor.lifecycle import alias_history
+from mlfactor.aliases import alias_history
 from mlfactor.settings import load_settings
 from mlfactor.tracking import connect
 

@@ -14,7 +14,7 @@ from conftest import store_environment
 from mlflow.tracking import MlflowClient
 from pipeline_harness import PROJECT_DIR, Finished, run_mlfactor
 
-from mlfactor.lifecycle import alias_history
+from mlfactor.aliases import alias_history
 
 pytestmark = pytest.mark.slow
 PIPELINE = PROJECT_DIR / "pipelines" / "train.yaml"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import pytest
 from conftest import store_environment
 from mlflow.tracking import MlflowClient
-from pipeline_harness import fixture, run_mlfactor, write_pipeline
+from pipeline_harness import Running, alive, fixture, run_mlfactor, write_pipeline
 
 pytestmark = pytest.mark.slow
 
@@ -49,3 +51,28 @@ def test_sweep_runs_every_point_and_ranks_them(tmp_path: Path) -> None:
         assert run.data.tags["mlfactor.sweep.index"] == str(entry["index"])
         assert run.data.params["a.value"] == str(entry["parameters"]["a.value"])
         assert run.data.metrics["a.doubled"] == entry["value"]
+
+
+def test_sigterm_stops_every_running_point_and_the_sweep_exits_143(tmp_path: Path) -> None:
+    """SIGTERM to the sweep reaches every running point: each run ends KILLED, nothing is left, exit 143."""
+    path = write_pipeline(
+        tmp_path, "sweep-stop", [{"name": "a", "notebook": fixture("sleeps-forever.ipynb")}]
+    )
+    env = store_environment(tmp_path)
+    running = Running(
+        ["run", str(path), "--sweep", "a.seconds=3611.0,3612.0", "--max-parallel", "2"],
+        env,
+        tmp_path / "proc",
+    )
+    seen = running.wait_for_descendant(lambda cmd: cmd[:2] == ["sleep", "3611"])
+    seen += running.wait_for_descendant(lambda cmd: cmd[:2] == ["sleep", "3612"])
+    os.kill(running.proc.pid, signal.SIGTERM)
+    result = running.wait(timeout=120)
+    assert result.returncode == 143, result.stderr
+    final = result.summary
+    assert (final["status"], final["exit_code"], final["points"]) == ("KILLED", 143, 2)
+    assert {entry["status"] for entry in final["ranking"]} == {"KILLED"}
+    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"], registry_uri=env["MLFLOW_TRACKING_URI"])
+    for entry in final["ranking"]:
+        assert client.get_run(entry["run_id"]).info.status == "KILLED"
+    assert alive(seen) == []

@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import click
 from click.testing import CliRunner
 
 from mlfactor.cli.main import COMMANDS, cli
+from mlfactor.deploy.manifests import NON_RETRYABLE
+from mlfactor.errors import exit_codes_markdown, non_retryable_exit_codes
 from mlfactor.settings import VARIABLES
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -56,3 +59,28 @@ def test_every_command_has_help() -> None:
         result = runner.invoke(cli, [name, "--help"])
         assert result.exit_code == 0, f"{name}: {result.output}"
         assert "Usage:" in result.output
+
+
+def _section(begin: str, end: str) -> str:
+    start = README.index(begin)
+    start = README.index("\n", start) + 1
+    return README[start : README.index(end)].strip()
+
+
+def test_readme_exit_codes_are_the_code_s_table() -> None:
+    """The README's exit-code table is generated from errors.EXIT_CODES, which --help and Kubernetes read."""
+    shown = _section("<!-- BEGIN EXIT CODES", "<!-- END EXIT CODES -->")
+    assert shown == exit_codes_markdown(), "regenerate it from mlfactor.errors.exit_codes_markdown()"
+
+
+def test_kubernetes_fails_at_once_exactly_on_the_codes_a_retry_cannot_fix() -> None:
+    """The Jobs' podFailurePolicy lists the table's non-retryable codes: failures, not outages or signals."""
+    assert NON_RETRYABLE == non_retryable_exit_codes() == (1, 2, 3, 65, 66, 78)
+
+
+def test_root_help_lists_each_command_with_its_own_summary() -> None:
+    """`mlfactor --help` (which imports no command) shows the first line of each command's own help."""
+    for name, entry in COMMANDS.items():
+        command = cli.get_command(click.Context(cli), name)
+        assert command is not None
+        assert command.get_short_help_str(limit=200) == entry.summary, name

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from mlfactor.errors import ExitCode, ValidationError
 from mlfactor.pipeline.spec import MetricSpec
 from mlfactor.pipeline.sweep import (
     SweepPoint,
+    SweepResult,
     as_overrides,
     grid,
     parse_axes,
     point,
+    point_tags,
     rank,
-    sweep_exit_code,
-    table,
+    sweep_id,
 )
+from mlfactor.tags import SWEEP_ID_TAG, SWEEP_INDEX_TAG, RunStatus
 
 
 def test_grid_order_is_deterministic_last_option_fastest() -> None:
@@ -53,13 +57,39 @@ def test_ranking_follows_the_goal() -> None:
     assert [p.index for p in best_max] == [1, 3, 0, 2]
     best_min = rank(points, MetricSpec("a", "loss", "min"))
     assert [p.index for p in best_min] == [0, 3, 1, 2]
-    rendered = table(best_max, MetricSpec("a", "acc", "max"))
-    assert rendered.splitlines()[1].split()[:4] == ["1", "1", "FINISHED", "0.9"]
+    result = SweepResult("s1", "p.yaml", tuple(best_max), MetricSpec("a", "acc", "max"))
+    summary = result.to_dict()
+    assert [(r["index"], r["value"]) for r in summary["ranking"]] == [(1, 0.9), (3, 0.7), (0, 0.5), (2, None)]
+    assert (summary["metric"], summary["goal"], result.metric_label) == ("a.acc", "max", "a.acc (max)")
 
 
-def test_exit_code_of_a_sweep() -> None:
-    """A signal wins; otherwise the first failed point's code; otherwise 0."""
-    ok, bad = SweepPoint(0, {}, 0), SweepPoint(1, {}, 3)
-    assert sweep_exit_code([ok], None) == 0
-    assert sweep_exit_code([ok, bad], None) == 3
-    assert sweep_exit_code([ok, bad], 15) == ExitCode.TERMINATED
+@pytest.mark.parametrize(
+    ("exit_codes", "signum", "code", "status"),
+    [
+        ((0, 0), None, 0, RunStatus.FINISHED),
+        ((0, 3), None, 3, RunStatus.FAILED),
+        ((0, None), None, 0, RunStatus.FINISHED),
+        ((0, 3), 15, ExitCode.TERMINATED, RunStatus.KILLED),
+        ((0, 0), 2, ExitCode.INTERRUPTED, RunStatus.KILLED),
+    ],
+    ids=["all-ok", "first-failure", "not-started", "sigterm", "sigint"],
+)
+def test_exit_code_and_status_of_a_sweep(
+    exit_codes: tuple[int | None, ...], signum: int | None, code: int, status: RunStatus
+) -> None:
+    """A signal wins (KILLED); otherwise the first failed point's code (FAILED); otherwise 0 (FINISHED)."""
+    points = tuple(SweepPoint(i, {}, c) for i, c in enumerate(exit_codes))
+    result = SweepResult("s1", "p.yaml", points, None, signum)
+    assert (result.exit_code, result.status) == (code, status)
+    assert result.to_dict()["status"] == status
+
+
+def test_points_are_tagged_and_ids_follow_the_file(tmp_path: Path) -> None:
+    """A point's tags name sweep and index; the default id changes with the file's content and the options."""
+    assert point_tags("abc", 3) == {SWEEP_ID_TAG: "abc", SWEEP_INDEX_TAG: "3"}
+    path = tmp_path / "p.yaml"
+    path.write_text("name: a\n")
+    first = sweep_id(path, ["a.x=1,2"])
+    assert first == sweep_id(path, ["a.x=1,2"]) != sweep_id(path, ["a.x=1,3"])
+    path.write_text("name: b\n")
+    assert sweep_id(path, ["a.x=1,2"]) != first

@@ -30,8 +30,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.tracking._tracking_service.utils import _get_store
 
+from mlfactor.aliases import alias_history, rollback_target
 from mlfactor.errors import BackingServiceError, ValidationError
-from mlfactor.lifecycle import alias_history, rollback_target
 from mlfactor.log import event, get_logger
 from mlfactor.masking import mask_uri
 from mlfactor.release.records import RELEASES_EXPERIMENT, list_releases

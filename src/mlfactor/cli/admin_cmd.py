@@ -1,8 +1,7 @@
 """``mlfactor admin JOB``: one-off admin processes with the service's code, settings and logs.
 
 Each job's module is imported only when the job runs (``mlfactor admin --help``
-stays fast). Exit codes: 0 done, 65 invalid input (rows named), 66 file or
-model not found, 69 store unreachable, 78 configuration error.
+stays fast).
 """
 
 from __future__ import annotations
@@ -13,9 +12,33 @@ from typing import Any
 
 import click
 
-from mlfactor.cli.common import emit_json, start
+from mlfactor.cli.common import start
+from mlfactor.cli.output import emit_json
 from mlfactor.cli.types import DURATION
-from mlfactor.tracking import connect
+from mlfactor.errors import ExitCode, exit_codes_help
+
+E = ExitCode
+BATCH_SCORE_EXIT_CODES = exit_codes_help(
+    E.OK,
+    E.USAGE,
+    E.INVALID_INPUT,
+    E.NOT_FOUND,
+    E.SERVICE_UNAVAILABLE,
+    E.CONFIG,
+    said={E.INVALID_INPUT: "invalid input file (rows named)", E.NOT_FOUND: "no such file or model"},
+)
+GC_EXIT_CODES = exit_codes_help(E.OK, E.USAGE, E.SERVICE_UNAVAILABLE, E.CONFIG)
+DB_UPGRADE_EXIT_CODES = exit_codes_help(
+    E.OK,
+    E.USAGE,
+    E.NOT_FOUND,
+    E.SERVICE_UNAVAILABLE,
+    E.CONFIG,
+    said={
+        E.NOT_FOUND: "no sqlite file to upgrade",
+        E.CONFIG: "invalid configuration (or not a database URI)",
+    },
+)
 
 
 @click.group("admin")
@@ -26,7 +49,7 @@ def admin() -> None:
     """
 
 
-@admin.command("batch-score")
+@admin.command("batch-score", epilog=BATCH_SCORE_EXIT_CODES)
 @click.option(
     "--input",
     "input_path",
@@ -79,7 +102,7 @@ def batch_score(
     emit_json(result.to_dict())
 
 
-@admin.command("gc")
+@admin.command("gc", epilog=GC_EXIT_CODES)
 @click.option(
     "--older-than",
     type=DURATION,
@@ -104,6 +127,7 @@ def gc(older_than: float, keep_last: int, apply_: bool) -> None:
     import datetime as dt
 
     from mlfactor.admin.gc import apply_gc, plan_gc
+    from mlfactor.tracking import connect
 
     settings = start()
     client = connect(settings)
@@ -120,7 +144,7 @@ def gc(older_than: float, keep_last: int, apply_: bool) -> None:
     emit_json(plan.to_dict())
 
 
-@admin.command("db-upgrade")
+@admin.command("db-upgrade", epilog=DB_UPGRADE_EXIT_CODES)
 def db_upgrade() -> None:
     """Migrate the tracking database schema (`mlflow db upgrade`); safe to run twice.
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 import click
 
@@ -16,7 +15,7 @@ from mlfactor.settings import Settings, load_settings
 logger = get_logger("mlfactor.cli")
 
 
-def start(ctx: click.Context | None = None) -> Settings:
+def start() -> Settings:
     """Load settings and configure logging for a command; the one start-up path of the CLI."""
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format, secrets=secret_values(settings.environ))
@@ -76,10 +75,3 @@ def report_error(exc: MlfactorError) -> None:
     )
     sys.stdout.flush()
     click.echo(f"Error: {exc}", err=True)
-
-
-def emit_json(data: Any) -> None:
-    """Print ``data`` as one JSON line on stdout (command results, not log events)."""
-    import json
-
-    click.echo(json.dumps(data, default=str, sort_keys=False))

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import sys
-
 import click
 
 from mlfactor.cli.common import start
+from mlfactor.cli.output import show_listing
+from mlfactor.errors import ExitCode, exit_codes_help
 from mlfactor.settings import VARIABLES
 
 
@@ -21,31 +20,25 @@ def docs_table() -> str:
     return "\n".join(lines)
 
 
-@click.command("config")
+@click.command("config", epilog=exit_codes_help(ExitCode.OK, ExitCode.USAGE, ExitCode.CONFIG))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 @click.option("--docs", is_flag=True, help="Print the Markdown table of every variable (for the README).")
 def config(as_json: bool, docs: bool) -> None:
     """Print every setting, its value (secrets masked) and where it came from.
 
-    Exits 78 and lists every bad variable when the configuration is invalid.
+    A table on a terminal, one JSON object otherwise. An invalid configuration
+    exits 78 listing every bad variable.
     """
     if docs:
         click.echo(docs_table())
         return
     settings = start()
     dumped = settings.dump()
-    if as_json or not sys.stdout.isatty():
-        click.echo(
-            json.dumps(
-                {
-                    name: {"value": value, "source": settings.sources.get(name, "default")}
-                    for name, value in dumped.items()
-                },
-                default=str,
-            )
-        )
-        return
-    width = max(len(name) for name in dumped)
-    for name, value in dumped.items():
-        source = settings.sources.get(name, "default")
-        click.echo(f"{name:<{width}}  {'' if value is None else value}  ({source})")
+    sources = {name: settings.sources.get(name, "default") for name in dumped}
+    show_listing(
+        {name: {"value": value, "source": sources[name]} for name, value in dumped.items()},
+        ("variable", "value", "source"),
+        [(name, "" if value is None else str(value), sources[name]) for name, value in dumped.items()],
+        as_json=as_json,
+        empty="",
+    )

@@ -6,11 +6,25 @@ from pathlib import Path
 
 import click
 
-from mlfactor.cli.common import emit_json, start
-from mlfactor.deploy.options import DeployOptions, Resources
-from mlfactor.deploy.releases import get_release
-from mlfactor.deploy.render import render_release
-from mlfactor.tracking import connect
+from mlfactor.cli.common import start
+from mlfactor.cli.output import emit_json
+from mlfactor.cli.types import QUANTITY
+from mlfactor.errors import ExitCode, exit_codes_help
+
+E = ExitCode
+RENDER_EXIT_CODES = exit_codes_help(
+    E.OK,
+    E.USAGE,
+    E.INVALID_INPUT,
+    E.NOT_FOUND,
+    E.SERVICE_UNAVAILABLE,
+    E.CONFIG,
+    said={
+        E.OK: "written",
+        E.INVALID_INPUT: "invalid options or a broken rule",
+        E.NOT_FOUND: "no such release",
+    },
+)
 
 
 @click.group("deploy")
@@ -18,7 +32,7 @@ def deploy() -> None:
     """Hand a release to Kubernetes: render its manifests (no cluster or Docker needed)."""
 
 
-@deploy.command("render")
+@deploy.command("render", epilog=RENDER_EXIT_CODES)
 @click.argument("release")
 @click.option(
     "--out",
@@ -40,14 +54,30 @@ def deploy() -> None:
 @click.option(
     "--schedule", default="0 3 * * *", show_default=True, help="Cron schedule of the pipeline CronJobs (UTC)."
 )
-@click.option("--min-replicas", type=int, default=2, show_default=True, help="Autoscaler minimum.")
-@click.option("--max-replicas", type=int, default=5, show_default=True, help="Autoscaler maximum.")
 @click.option(
-    "--cpu-target", type=int, default=70, show_default=True, help="Autoscaler CPU target, % of request."
+    "--min-replicas", type=click.IntRange(min=1), default=2, show_default=True, help="Autoscaler minimum."
 )
-@click.option("--cpu", default="500m", show_default=True, help="Service CPU request (limit: --cpu-limit).")
-@click.option("--cpu-limit", default="1", show_default=True, help="Service CPU limit.")
-@click.option("--memory", default="1Gi", show_default=True, help="Service memory request and limit.")
+@click.option(
+    "--max-replicas", type=click.IntRange(min=1), default=5, show_default=True, help="Autoscaler maximum."
+)
+@click.option(
+    "--cpu-target",
+    type=click.IntRange(1, 100),
+    default=70,
+    show_default=True,
+    help="Autoscaler CPU target, % of request.",
+)
+@click.option(
+    "--cpu",
+    type=QUANTITY,
+    default="500m",
+    show_default=True,
+    help="Service CPU request (limit: --cpu-limit).",
+)
+@click.option("--cpu-limit", type=QUANTITY, default="1", show_default=True, help="Service CPU limit.")
+@click.option(
+    "--memory", type=QUANTITY, default="1Gi", show_default=True, help="Service memory request and limit."
+)
 @click.option(
     "--pre-stop",
     type=click.IntRange(min=0),
@@ -80,10 +110,12 @@ def render(
     Secrets are referenced from the Secret <app>-secrets, never written.
     Refuses (exit 65) manifests that break mlfactor's rules; the same release
     and options always give byte-identical files. Prints a JSON summary.
-
-    Exit codes: 0 written, 65 invalid options or a broken rule, 66 no such
-    release, 69 tracking store unavailable, 78 invalid configuration.
     """
+    from mlfactor.deploy.options import DeployOptions, Resources
+    from mlfactor.deploy.releases import get_release
+    from mlfactor.deploy.render import render_release
+    from mlfactor.tracking import connect
+
     settings = start()
     options = DeployOptions(
         registry=registry,

@@ -8,19 +8,31 @@ import sys
 import click
 
 from mlfactor.cli.common import start
+from mlfactor.errors import ExitCode, exit_codes_help
 from mlfactor.lab import lab_command
 
 
-@click.command("lab", context_settings={"ignore_unknown_options": True})
-@click.option("--port", type=int, default=8888, show_default=True, help="Port JupyterLab listens on.")
+@click.command(
+    "lab",
+    context_settings={"ignore_unknown_options": True},
+    epilog=exit_codes_help(ExitCode.CONFIG) + " Otherwise JupyterLab's own exit code.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=8888,
+    show_default=True,
+    help="Port JupyterLab listens on.",
+)
 @click.option("--no-browser", is_flag=True, help="Do not open a browser.")
 @click.argument("jupyter_args", nargs=-1, type=click.UNPROCESSED)
 def lab(port: int, no_browser: bool, jupyter_args: tuple[str, ...]) -> None:
-    """Open JupyterLab on notebooks/ with the configuration the pipeline runner uses.
+    """Serve JupyterLab on the project folder with the pipelines' settings.
 
-    The kernel gets the same environment as pipeline kernels (tracking store,
-    .env values), so a notebook behaves the same interactively and scheduled.
-    Extra arguments go to `jupyter lab`.
+    JupyterLab runs on http://127.0.0.1:PORT with the project folder as its
+    root (notebooks/, pipelines/). Its kernels get the environment pipeline
+    kernels get (tracking store, .env values), so a notebook behaves the same
+    interactively and scheduled. Extra arguments go to `jupyter lab`.
     """
     settings = start()
     argv, env = lab_command(

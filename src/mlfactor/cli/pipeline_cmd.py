@@ -1,30 +1,52 @@
-"""``mlfactor run`` and ``mlfactor validate``: run or check pipeline files."""
+"""``mlfactor run`` and ``mlfactor validate``: run or check pipeline files.
+
+``run`` is one pipeline run, or with ``--sweep`` a grid of them: all points
+(``run_sweep``), one point (``--sweep-index``, the Kubernetes Indexed Job's
+pod) or the Job itself (``--render-k8s``). Each mode is one library call.
+"""
 
 from __future__ import annotations
 
-import logging
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import click
 
-from mlfactor.cli.common import emit_json, start
-from mlfactor.errors import ExitCode, MlfactorError
+from mlfactor.cli.common import start
+from mlfactor.cli.output import emit_json, render_table
+from mlfactor.errors import ExitCode, MlfactorError, exit_codes_help
 
-EXIT_CODES = (
-    "Exit codes: 0 success, 1 a step failed (a cell raised), 3 a step timed out, 4 a kernel died, "
-    "65 invalid pipeline or parameters, 66 file not found, 69 tracking store unavailable, "
-    "78 invalid configuration, 130 SIGINT, 143 SIGTERM."
+E = ExitCode
+RUN_EXIT_CODES = exit_codes_help(
+    E.OK,
+    E.STEP_FAILED,
+    E.USAGE,
+    E.STEP_TIMEOUT,
+    E.KERNEL_DIED,
+    E.INVALID_INPUT,
+    E.NOT_FOUND,
+    E.SERVICE_UNAVAILABLE,
+    E.CONFIG,
+    E.INTERRUPTED,
+    E.TERMINATED,
+    said={E.INVALID_INPUT: "invalid pipeline or parameters", E.NOT_FOUND: "file not found"},
+)
+VALIDATE_EXIT_CODES = exit_codes_help(
+    E.OK,
+    E.USAGE,
+    E.INVALID_INPUT,
+    E.NOT_FOUND,
+    E.CONFIG,
+    said={
+        E.OK: "every file is valid",
+        E.INVALID_INPUT: "a file has a problem",
+        E.NOT_FOUND: "a file does not exist",
+    },
 )
 
 
-def _quiet_libraries() -> None:
-    # papermill logs each input/output path and kernel name at INFO; the runner's events say it once.
-    for name in ("papermill", "nbclient", "traitlets"):
-        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
-
-
-@click.command("run", epilog=EXIT_CODES)
+@click.command("run", epilog=RUN_EXIT_CODES)
 @click.argument("pipeline", type=click.Path(path_type=Path))
 @click.option(
     "-p",
@@ -84,136 +106,102 @@ def run(  # noqa: PLR0917 - click passes every option positionally
     output_dir: Path | None,
     progress: bool | None,
 ) -> int:
-    """Run the pipeline file PIPELINE: every step's notebook, in graph order, traced in MLflow.
+    """Run the pipeline file PIPELINE, or a sweep of it.
 
-    Everything is checked before the first kernel starts. The last line on
-    stdout is a JSON summary (pipeline, run_id, status, per-step durations
-    and outputs).
+    Runs every step's notebook in graph order, traced in MLflow; everything is
+    checked before the first kernel starts. With --sweep, every point of the
+    grid is its own pipeline run (at most --max-parallel at once) and the
+    ranking by the pipeline's metric is printed. The last line on stdout is a
+    JSON summary.
     """
-    from mlfactor.pipeline import sweep as sweeping
-    from mlfactor.pipeline.plan import make_plan
     from mlfactor.pipeline.progress import make_progress
-    from mlfactor.pipeline.runner import run_pipeline
+    from mlfactor.pipeline.sweep import sweep_id as derive_sweep_id
 
-    settings = start()
-    _quiet_libraries()
     if sweep_index is not None and not sweeps:
         raise click.UsageError("--sweep-index needs the --sweep options that define the grid.")
     if render_k8s is not None and (not sweeps or sweep_index is not None):
         raise click.UsageError(
             "--render-k8s needs --sweep options and renders every index (no --sweep-index)."
         )
-    overrides = list(parameters)
-    tags: dict[str, str] = {}
-    if sweeps:
-        axes = sweeping.parse_axes(sweeps)
-        identifier = sweep_id or sweeping.sweep_id(_sha256(pipeline), sweeps)
-        if render_k8s is not None and sweep_index is None:
-            from mlfactor.deploy.sweep import render_sweep_for_run
+    settings = start()
+    identifier = (sweep_id or derive_sweep_id(pipeline, sweeps)) if sweeps else ""
+    if render_k8s is not None:
+        from mlfactor.deploy.sweep import render_sweep_for_run
+        from mlfactor.pipeline.sweep_driver import check_sweep
 
-            make_plan(pipeline, [*overrides, *sweeping.as_overrides(sweeping.grid(axes)[0])])
-            rendered = render_sweep_for_run(
-                settings,
-                pipeline=pipeline,
-                sweeps=sweeps,
-                parameters=parameters,
-                sweep_id=identifier,
-                out=render_k8s,
-                max_parallel=max_parallel,
-            )
-            emit_json(rendered.to_dict())
-            return 0
-        if sweep_index is None:
-            make_plan(pipeline, [*overrides, *sweeping.as_overrides(sweeping.grid(axes)[0])])
-            return _drive_sweep(
-                pipeline, sweeps, parameters, max_parallel or settings.max_parallel, identifier, output_dir
-            )
-        values = sweeping.point(axes, sweep_index)
-        overrides += sweeping.as_overrides(values)
-        tags = {"mlfactor.sweep.id": identifier, "mlfactor.sweep.index": str(sweep_index)}
-    plan = make_plan(pipeline, overrides)
-    result = run_pipeline(
-        plan,
-        settings,
-        max_parallel=max_parallel,
-        output_dir=output_dir,
-        progress=make_progress(progress),
-        tags=tags,
-    )
+        check_sweep(pipeline, sweeps, parameters)
+        rendered = render_sweep_for_run(
+            settings,
+            pipeline=pipeline,
+            sweeps=sweeps,
+            parameters=parameters,
+            sweep_id=identifier,
+            out=render_k8s,
+            max_parallel=max_parallel,
+        )
+        emit_json(rendered.to_dict())
+        return 0
+    if sweeps and sweep_index is None:
+        from mlfactor.pipeline.sweep_driver import run_sweep
+
+        swept = run_sweep(
+            pipeline,
+            sweeps,
+            settings,
+            point_command=_point_command(pipeline, sweeps, parameters, identifier, output_dir),
+            sweep_id=identifier,
+            max_parallel=max_parallel or settings.max_parallel,
+            parameters=parameters,
+        )
+        rows = [
+            (str(rank), str(p.index), p.status, "" if p.value is None else f"{p.value:.6g}",
+             str(p.summary.get("run_id", "")), " ".join(f"{k}={v}" for k, v in p.overrides.items()))
+            for rank, p in enumerate(swept.ranking, 1)
+        ]  # fmt: skip
+        header = ("rank", "index", "status", swept.metric_label, "run_id", "parameters")
+        click.echo(render_table(header, rows), err=not sys.stdout.isatty())
+        emit_json(swept.to_dict())
+        return swept.exit_code
+    if sweeps and sweep_index is not None:
+        from mlfactor.pipeline.sweep_driver import run_sweep_point
+
+        result = run_sweep_point(
+            pipeline,
+            sweeps,
+            sweep_index,
+            settings,
+            sweep_id=identifier,
+            parameters=parameters,
+            max_parallel=max_parallel,
+            output_dir=output_dir,
+            progress=make_progress(progress),
+        )
+    else:
+        from mlfactor.pipeline.plan import make_plan
+        from mlfactor.pipeline.runner import run_pipeline
+
+        plan = make_plan(pipeline, parameters)
+        result = run_pipeline(
+            plan, settings, max_parallel=max_parallel, output_dir=output_dir, progress=make_progress(progress)
+        )
     emit_json(result.summary())
     if result.error is not None:
         click.echo(f"Error: {result.error}", err=True)
     return result.exit_code
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return ""
-
-
-def _drive_sweep(  # noqa: PLR0917 - internal
-    pipeline: Path,
-    sweeps: tuple[str, ...],
-    parameters: tuple[str, ...],
-    max_parallel: int,
-    identifier: str,
-    output_dir: Path | None,
-) -> int:
-    from mlfactor.pipeline import sweep as sweeping
-    from mlfactor.pipeline.spec import load_pipeline
-    from mlfactor.settings import load_settings
-    from mlfactor.tracking import connect, ensure_experiment
-
-    spec = load_pipeline(pipeline)
-    metric = spec.metric
-    settings = load_settings()
-    # Create the store and experiment once, before parallel processes race to (sqlite migrations).
-    ensure_experiment(connect(settings), spec.experiment, settings)
-    extra = ["--output-dir", str(output_dir)] if output_dir else []
-    points, signum = sweeping.run_sweep(
-        str(pipeline),
-        sweeps,
-        settings,
-        parameters=parameters,
-        max_parallel=max_parallel,
-        identifier=identifier,
-        extra_args=extra,
-    )
-    ranked = sweeping.rank(points, metric)
-    text = sweeping.table(ranked, metric)
-    tty = sys.stdout.isatty()
-    click.echo(text, err=not tty)
-    code = sweeping.sweep_exit_code(points, signum)
-    emit_json(
-        {
-            "sweep_id": identifier,
-            "pipeline": str(pipeline),
-            "points": len(points),
-            "status": "FINISHED" if code == 0 else ("KILLED" if signum else "FAILED"),
-            "exit_code": code,
-            "metric": None if metric is None else f"{metric.step}.{metric.name}",
-            "goal": None if metric is None else metric.goal,
-            "ranking": [
-                {
-                    "index": p.index,
-                    "parameters": p.overrides,
-                    "run_id": p.summary.get("run_id"),
-                    "status": p.summary.get("status"),
-                    "value": p.value,
-                    "exit_code": p.exit_code,
-                }
-                for p in ranked
-            ],
-        }
-    )
-    return code
+def _point_command(
+    pipeline: Path, sweeps: Sequence[str], parameters: Sequence[str], identifier: str, output_dir: Path | None
+) -> Callable[[int], list[str]]:
+    """How one point of a local sweep runs: this command with ``--sweep-index N``, in a new process."""
+    base = [sys.executable, "-m", "mlfactor", "run", str(pipeline), "--sweep-id", identifier, "--no-progress"]
+    base += [arg for value in sweeps for arg in ("--sweep", value)]
+    base += [arg for value in parameters for arg in ("-p", value)]
+    base += ["--output-dir", str(output_dir)] if output_dir else []
+    return lambda index: [*base, "--sweep-index", str(index)]
 
 
-@click.command("validate", epilog=EXIT_CODES)
+@click.command("validate", epilog=VALIDATE_EXIT_CODES)
 @click.argument("pipelines", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "-p",
@@ -224,9 +212,10 @@ def _drive_sweep(  # noqa: PLR0917 - internal
     help="Check these overrides too (as `mlfactor run -p`).",
 )
 def validate(pipelines: tuple[Path, ...], parameters: tuple[str, ...]) -> int:
-    """Check pipeline files without running anything: structure, graph and every notebook parameter.
+    """Check pipeline files without running anything.
 
-    Prints one JSON line per file; exits 65 (or 66 for a missing file) when any file has a problem.
+    Checks each file's structure, its step graph and every notebook parameter
+    (no kernel starts, no store is reached). Prints one JSON line per file.
     """
     from mlfactor.pipeline.plan import make_plan
 
@@ -249,4 +238,4 @@ def validate(pipelines: tuple[Path, ...], parameters: tuple[str, ...]) -> int:
                 "parameters": {k: dict(v) for k, v in plan.parameters.items()},
             }
         )
-    return worst if worst else int(ExitCode.OK)
+    return worst

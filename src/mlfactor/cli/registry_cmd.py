@@ -2,18 +2,48 @@
 
 from __future__ import annotations
 
-import sys
+from typing import TYPE_CHECKING
 
 import click
 
-from mlfactor.cli.common import emit_json, start
-from mlfactor.lifecycle import AliasMove, alias_history, promote_model, rollback_model
-from mlfactor.tracking import connect
+from mlfactor.cli.common import start
+from mlfactor.cli.output import emit_json, short_time, show_listing
+from mlfactor.errors import ExitCode, exit_codes_help
 
+if TYPE_CHECKING:
+    from mlfactor.aliases import AliasMove
+
+E = ExitCode
 ALIAS_HELP = "Alias to move (champion, challenger, ...)."
+PROMOTE_EXIT_CODES = exit_codes_help(
+    E.OK,
+    E.USAGE,
+    E.INVALID_INPUT,
+    E.NOT_FOUND,
+    E.SERVICE_UNAVAILABLE,
+    E.TRY_AGAIN,
+    E.CONFIG,
+    said={
+        E.INVALID_INPUT: "version not READY or alias name invalid",
+        E.NOT_FOUND: "no such model or version",
+        E.TRY_AGAIN: "another process holds the alias lock",
+    },
+)
+ROLLBACK_EXIT_CODES = exit_codes_help(
+    E.OK,
+    E.USAGE,
+    E.NOT_FOUND,
+    E.SERVICE_UNAVAILABLE,
+    E.TRY_AGAIN,
+    E.CONFIG,
+    said={E.NOT_FOUND: "nothing to roll back to", E.TRY_AGAIN: "another process holds the alias lock"},
+)
+HISTORY_EXIT_CODES = exit_codes_help(
+    E.OK, E.USAGE, E.NOT_FOUND, E.SERVICE_UNAVAILABLE, E.CONFIG, said={E.NOT_FOUND: "no such model"}
+)
 
 
-@click.command("promote")
+@click.command("promote", epilog=PROMOTE_EXIT_CODES)
 @click.argument("model")
 @click.argument("version")
 @click.option("--alias", default="champion", show_default=True, help=ALIAS_HELP)
@@ -23,16 +53,17 @@ ALIAS_HELP = "Alias to move (champion, challenger, ...)."
 def promote(
     *, model: str, version: str, alias: str, reason: str | None, pipeline_run_id: str | None, new_alias: bool
 ) -> None:
-    """Point ALIAS of registered MODEL at VERSION and record the move in the registry.
+    """Point ALIAS of registered MODEL at VERSION and record the move.
 
     Idempotent: promoting the version the alias already points at records
-    nothing. Exits 66 when the model or version does not exist, 65 when the
-    version is not READY or the alias name is invalid.
+    nothing.
     """
+    from mlfactor.aliases import promote_model
+    from mlfactor.tracking import connect
+
     settings = start()
-    client = connect(settings)
     move = promote_model(
-        client,
+        connect(settings),
         model,
         version,
         alias=alias,
@@ -43,57 +74,50 @@ def promote(
     _report(move)
 
 
-@click.command("rollback")
+@click.command("rollback", epilog=ROLLBACK_EXIT_CODES)
 @click.argument("model")
 @click.option("--alias", default="champion", show_default=True, help=ALIAS_HELP)
 @click.option("--reason", default=None, help="Why: recorded with the move.")
 def rollback(model: str, alias: str, reason: str | None) -> None:
-    """Move ALIAS of MODEL back to the version it held before its last promotion.
+    """Move ALIAS of MODEL back to the version it held before.
 
-    Each rollback undoes one more promotion. Exits 66 when there is nothing to
-    roll back to (then promote a version explicitly).
+    That is the version before its last promotion; each rollback undoes one
+    more promotion (when none is left, promote a version explicitly).
     """
+    from mlfactor.aliases import rollback_model
+    from mlfactor.tracking import connect
+
     settings = start()
-    client = connect(settings)
-    _report(rollback_model(client, model, alias=alias, reason=reason))
+    _report(rollback_model(connect(settings), model, alias=alias, reason=reason))
 
 
-@click.command("history")
+@click.command("history", epilog=HISTORY_EXIT_CODES)
 @click.argument("model")
 @click.option("--alias", default=None, help="Only this alias (default: every alias).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON even on a terminal.")
 def history(model: str, alias: str | None, as_json: bool) -> None:
-    """List the recorded alias moves of MODEL, newest first.
+    """List the recorded alias moves of MODEL.
 
-    A table on a terminal, one JSON array otherwise.
+    Newest first: a table on a terminal, one JSON array otherwise.
     """
+    from mlfactor.aliases import alias_history
+    from mlfactor.tracking import connect
+
     settings = start()
-    client = connect(settings)
-    moves = alias_history(client, model, alias)
-    if as_json or not sys.stdout.isatty():
-        emit_json([m.to_dict() for m in moves])
-        return
-    if not moves:
-        click.echo(f"no recorded alias moves for {model!r}")
-        return
+    moves = alias_history(connect(settings), model, alias)
     header = ("#", "when", "alias", "from", "to", "kind", "who", "reason", "pipeline run")
     rows = [
-        (
-            str(m.seq),
-            m.when[:19].replace("T", " "),
-            m.alias,
-            m.from_version or "-",
-            m.to_version,
-            m.kind,
-            m.who,
-            m.reason or "",
-            m.pipeline_run_id or "",
-        )
+        (str(m.seq), short_time(m.when), m.alias, m.from_version or "-", m.to_version, m.kind, m.who,
+         m.reason or "", m.pipeline_run_id or "")
         for m in moves
-    ]
-    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
-    for row in (header, *rows):
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    ]  # fmt: skip
+    show_listing(
+        [m.to_dict() for m in moves],
+        header,
+        rows,
+        as_json=as_json,
+        empty=f"no recorded alias moves for {model!r}",
+    )
 
 
 def _report(move: AliasMove) -> None:

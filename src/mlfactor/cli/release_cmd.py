@@ -3,18 +3,41 @@
 from __future__ import annotations
 
 import shlex
-import sys
 from pathlib import Path
 
 import click
 
-from mlfactor.cli.common import emit_json, start
-from mlfactor.release.build import build_bento
-from mlfactor.release.records import create_release, list_releases
-from mlfactor.tracking import connect
+from mlfactor.cli.common import start
+from mlfactor.cli.output import emit_json, short_time, show_listing
+from mlfactor.errors import ExitCode, exit_codes_help
+
+E = ExitCode
+BUILD_EXIT_CODES = exit_codes_help(
+    E.OK,
+    E.USAGE,
+    E.INVALID_INPUT,
+    E.NOT_FOUND,
+    E.SERVICE_UNAVAILABLE,
+    E.INTERNAL,
+    E.CONFIG,
+    said={
+        E.INVALID_INPUT: "invalid bentofile or version not READY",
+        E.NOT_FOUND: "no such model, version or file",
+        E.INTERNAL: "`bentoml build` failed",
+    },
+)
+RELEASE_EXIT_CODES = exit_codes_help(
+    E.OK,
+    E.USAGE,
+    E.NOT_FOUND,
+    E.SERVICE_UNAVAILABLE,
+    E.CONFIG,
+    said={E.NOT_FOUND: "no such Bento or env file", E.CONFIG: "invalid configuration (or --env-file)"},
+)
+RELEASES_EXIT_CODES = exit_codes_help(E.OK, E.USAGE, E.SERVICE_UNAVAILABLE, E.CONFIG)
 
 
-@click.command("build")
+@click.command("build", epilog=BUILD_EXIT_CODES)
 @click.option("--model-uri", default=None, help="Model to pack (default: MLFACTOR_MODEL_URI or NAME@ALIAS).")
 @click.option(
     "--bentofile",
@@ -30,6 +53,8 @@ def build(model_uri: str | None, bentofile: Path | None) -> None:
     `bentoml build`. The Bento tag is NAME:v<version>-<inputs hash>; the same
     inputs give the same tag and the build is skipped. Prints the result as JSON.
     """
+    from mlfactor.release.build import build_bento
+
     settings = start()
     result = build_bento(settings, model_uri, bentofile=bentofile)
     verb = "built" if result.built else "already built (same inputs)"
@@ -39,7 +64,7 @@ def build(model_uri: str | None, bentofile: Path | None) -> None:
     emit_json(result.to_dict())
 
 
-@click.command("release")
+@click.command("release", epilog=RELEASE_EXIT_CODES)
 @click.argument("bento_tag")
 @click.option(
     "--env-file",
@@ -55,9 +80,11 @@ def release(bento_tag: str, env_file: Path | None) -> None:
     can list it with `mlfactor releases`. Releasing the current Bento and
     configuration again records nothing new.
     """
+    from mlfactor.release.records import create_release
+    from mlfactor.tracking import connect
+
     settings = start()
-    client = connect(settings)
-    made = create_release(client, settings, bento_tag, env_file=env_file)
+    made = create_release(connect(settings), settings, bento_tag, env_file=env_file)
     env = " ".join(f"{k}={shlex.quote(v)}" for k, v in made.run_environment().items())
     source = f"the variables of {env_file} and " if env_file else ""
     state = "created" if made.created else "unchanged (same Bento and configuration as the current release)"
@@ -70,36 +97,30 @@ def release(bento_tag: str, env_file: Path | None) -> None:
     emit_json(made.to_dict())
 
 
-@click.command("releases")
+@click.command("releases", epilog=RELEASES_EXIT_CODES)
 @click.option("--app", default=None, help="Only this application (Bento name).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON even on a terminal.")
 def releases(app: str | None, as_json: bool) -> None:
-    """List releases, newest first, marking the current and previous one of each app.
+    """List releases, newest first.
 
-    Rolling a deployment back means running the previous release.
+    Marks the current and previous release of each app: rolling a deployment
+    back means running the previous release.
     """
+    from mlfactor.release.records import list_releases
+    from mlfactor.tracking import connect
+
     settings = start()
-    client = connect(settings)
-    found = list_releases(client, settings, app)
-    if as_json or not sys.stdout.isatty():
-        emit_json([r.to_dict() for r in found])
-        return
-    if not found:
-        click.echo("no releases yet: `mlfactor build`, then `mlfactor release BENTO_TAG`")
-        return
+    found = list_releases(connect(settings), settings, app)
     header = ("release", "status", "bento", "model", "config", "created", "who")
     rows = [
-        (
-            r.release_id,
-            r.status,
-            r.bento_tag,
-            f"{r.model_name} v{r.model_version}",
-            r.config_hash[:12],
-            r.created_at[:19].replace("T", " "),
-            r.who,
-        )
+        (r.release_id, r.status, r.bento_tag, f"{r.model_name} v{r.model_version}", r.config_hash[:12],
+         short_time(r.created_at), r.who)
         for r in found
-    ]
-    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-    for row in (header, *rows):
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    ]  # fmt: skip
+    show_listing(
+        [r.to_dict() for r in found],
+        header,
+        rows,
+        as_json=as_json,
+        empty="no releases yet: `mlfactor build`, then `mlfactor release BENTO_TAG`",
+    )

@@ -6,10 +6,26 @@ from pathlib import Path
 
 import click
 
-from mlfactor.cli.common import emit_json, start
+from mlfactor.cli.common import start
+from mlfactor.cli.output import emit_json
+from mlfactor.errors import ExitCode, exit_codes_help
 from mlfactor.stack import DEFAULT_DATABASE_URI, StackConfig, run_stack, stop_stack
 
+E = ExitCode
 _STATE_HELP = "Folder for the pid file and proxied artifacts (default: .services/ in the project)."
+UP_EXIT_CODES = exit_codes_help(
+    E.OK,
+    E.USAGE,
+    E.INVALID_INPUT,
+    E.SERVICE_UNAVAILABLE,
+    E.CONFIG,
+    said={
+        E.OK: "stopped by Ctrl-C, SIGTERM or `mlfactor services down`",
+        E.INVALID_INPUT: "the stack already runs or the port is taken",
+        E.SERVICE_UNAVAILABLE: "PostgreSQL does not answer or the server died",
+        E.CONFIG: "PostgreSQL refuses the user",
+    },
+)
 
 
 @click.group("services")
@@ -21,7 +37,7 @@ def services() -> None:
     """
 
 
-@services.command("up")
+@services.command("up", epilog=UP_EXIT_CODES)
 @click.option(
     "--port",
     type=click.IntRange(1, 65535),
@@ -45,12 +61,7 @@ def services() -> None:
 )
 @click.option("--state-dir", type=click.Path(path_type=Path, file_okay=False), default=None, help=_STATE_HELP)
 def up(port: int, host: str, database_uri: str, workers: int, state_dir: Path | None) -> int:
-    """Create and migrate the database, then run mlflow server in the foreground until Ctrl-C.
-
-    Exits 0 when stopped by Ctrl-C, SIGTERM or `mlfactor services down`; 69 when
-    PostgreSQL does not answer or the server dies; 78 when PostgreSQL refuses the
-    user; 65 when the stack already runs or the port is taken.
-    """
+    """Create and migrate the database, then run mlflow server in the foreground until Ctrl-C."""
     settings = start()
     config = StackConfig(
         database_uri=database_uri,
@@ -62,7 +73,7 @@ def up(port: int, host: str, database_uri: str, workers: int, state_dir: Path | 
     return run_stack(config, settings)
 
 
-@services.command("down")
+@services.command("down", epilog=exit_codes_help(E.OK, E.USAGE, E.CONFIG))
 @click.option("--state-dir", type=click.Path(path_type=Path, file_okay=False), default=None, help=_STATE_HELP)
 def down(state_dir: Path | None) -> None:
     """Stop the stack that `mlfactor services up` started (and nothing else); safe to run twice."""

@@ -26,6 +26,7 @@ from mlfactor.deploy.options import (
     release_suffix,
     split_bento_tag,
 )
+from mlfactor.errors import non_retryable_exit_codes
 from mlfactor.release.records import Release
 
 READY_PATH = "/readyz"
@@ -33,9 +34,9 @@ LIVE_PATH = "/livez"
 PORT_NAME = "http"
 SCRATCH_VOLUME = "scratch"
 MLFACTOR = ("python", "-c", "from mlfactor.cli import main; main()")  # the CLI from the Bento's sources
-# Exit codes a retry cannot fix (mlfactor.errors.ExitCode): step failed, usage, step timeout,
-# invalid input, not found, configuration. 69 (backing service down) and signals are retried.
-NON_RETRYABLE = (1, 2, 3, 65, 66, 78)
+# Exit codes a retry cannot fix, from the one table (mlfactor.errors.EXIT_CODES): 69 (backing
+# service down), 75 (lock held) and signals are retried.
+NON_RETRYABLE = non_retryable_exit_codes()
 ANNOTATION = "mlfactor.io"
 DATABASE_KEY = "MLFLOW_BACKEND_STORE_URI"  # the tracking database, for db-upgrade behind a server
 

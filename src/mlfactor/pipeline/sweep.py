@@ -5,10 +5,10 @@ every combination, in a fixed order: options in the order given, values in
 the order written, the last option varying fastest (``itertools.product``).
 Point ``N`` (0-based) of that order is what ``mlfactor run --sweep-index N``
 runs, alone, in its own process: a Kubernetes Indexed Job maps
-``JOB_COMPLETION_INDEX`` to it. Without ``--sweep-index`` the driver starts one
-``mlfactor run --sweep-index N`` process per point, at most ``max_parallel`` at
-a time, forwards their JSON lines (with ``sweep_index`` added), and ends with
-the points ranked by the metric.
+``JOB_COMPLETION_INDEX`` to it.
+
+This module is the grid and its outcome, with no processes:
+:mod:`mlfactor.pipeline.sweep_driver` runs the points.
 """
 
 from __future__ import annotations
@@ -16,25 +16,17 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import signal
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
+from pathlib import Path
+from typing import Any
 
 import yaml
 
 from mlfactor.errors import ExitCode, ValidationError
-from mlfactor.log import event, get_logger
 from mlfactor.pipeline.parameters import name_problems, value_problems
 from mlfactor.pipeline.spec import MetricSpec
-from mlfactor.settings import Settings
-
-logger = get_logger(__name__)
-_DRIVER = "from mlfactor.cli import main; main()"
+from mlfactor.tags import SWEEP_ID_TAG, SWEEP_INDEX_TAG, RunStatus
 
 
 @dataclass(frozen=True)
@@ -47,7 +39,7 @@ class SweepAxis:
 
 @dataclass
 class SweepPoint:
-    """One point of the grid and how its run ended."""
+    """One point of the grid and how its run ended (``summary``: the run's last JSON line)."""
 
     index: int
     overrides: dict[str, Any]
@@ -60,6 +52,70 @@ class SweepPoint:
         metric = self.summary.get("metric") or {}
         value = metric.get("value")
         return float(value) if isinstance(value, int | float) else None
+
+    @property
+    def status(self) -> str:
+        """The run's status; FAILED when its process ended without a summary."""
+        return str(self.summary.get("status", RunStatus.FAILED))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The point as the sweep's JSON summary ranks it."""
+        return {
+            "index": self.index,
+            "parameters": self.overrides,
+            "run_id": self.summary.get("run_id"),
+            "status": self.summary.get("status"),
+            "value": self.value,
+            "exit_code": self.exit_code,
+        }
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """How a whole sweep ended: every point, ranked best first, and the signal that stopped it, if any."""
+
+    sweep_id: str
+    pipeline: str
+    ranking: tuple[SweepPoint, ...]
+    metric: MetricSpec | None
+    signum: int | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """143/130 when stopped by a signal, else the exit code of the first failed point, else 0."""
+        if self.signum is not None:
+            return int(ExitCode.for_signal(self.signum))
+        for p in sorted(self.ranking, key=lambda p: p.index):
+            if p.exit_code not in (0, None):
+                return int(p.exit_code)
+        return int(ExitCode.OK)
+
+    @property
+    def status(self) -> RunStatus:
+        """FINISHED when every point finished, KILLED after a signal, FAILED otherwise."""
+        if self.signum is not None:
+            return RunStatus.KILLED
+        return RunStatus.FINISHED if self.exit_code == 0 else RunStatus.FAILED
+
+    @property
+    def metric_label(self) -> str:
+        """``step.name (goal)`` of the ranking metric, or ``metric`` when the pipeline names none."""
+        metric = self.metric
+        return f"{metric.step}.{metric.name} ({metric.goal})" if metric else "metric"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The sweep's last JSON line."""
+        metric = self.metric
+        return {
+            "sweep_id": self.sweep_id,
+            "pipeline": self.pipeline,
+            "points": len(self.ranking),
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "metric": None if metric is None else f"{metric.step}.{metric.name}",
+            "goal": None if metric is None else metric.goal,
+            "ranking": [p.to_dict() for p in self.ranking],
+        }
 
 
 def parse_axes(options: Sequence[str]) -> list[SweepAxis]:
@@ -114,9 +170,18 @@ def as_overrides(values: Mapping[str, Any]) -> list[str]:
     return [f"{key}={json.dumps(value)}" for key, value in values.items()]
 
 
-def sweep_id(pipeline_sha256: str, options: Sequence[str]) -> str:
-    """Return a stable id for a grid of a pipeline file (used when none is given)."""
-    digest = hashlib.sha256((pipeline_sha256 + "\n" + "\n".join(options)).encode()).hexdigest()
+def point_tags(identifier: str, index: int) -> dict[str, str]:
+    """The tags that tie point ``index``'s pipeline run to its sweep."""
+    return {SWEEP_ID_TAG: identifier, SWEEP_INDEX_TAG: str(index)}
+
+
+def sweep_id(pipeline: Path, options: Sequence[str]) -> str:
+    """Return a stable id for a grid of a pipeline file: the same file and options, the same id."""
+    try:
+        content = hashlib.sha256(pipeline.read_bytes()).hexdigest()
+    except OSError:
+        content = ""  # reported as a missing file when the sweep is checked
+    digest = hashlib.sha256((content + "\n" + "\n".join(options)).encode()).hexdigest()
     return digest[:12]
 
 
@@ -128,127 +193,3 @@ def rank(points: Sequence[SweepPoint], metric: MetricSpec | None) -> list[SweepP
         sign = 1.0 if metric.goal == "min" else -1.0
         scored.sort(key=lambda p: sign * (p.value or 0.0))
     return [*scored, *sorted(rest, key=lambda p: p.index)]
-
-
-def table(points: Sequence[SweepPoint], metric: MetricSpec | None) -> str:
-    """Render the ranked points as a plain-text table."""
-    label = f"{metric.step}.{metric.name} ({metric.goal})" if metric else "metric"
-    rows = [("rank", "index", "status", label, "run_id", "parameters")]
-    for i, p in enumerate(points, 1):
-        value = "" if p.value is None else f"{p.value:.6g}"
-        params = " ".join(f"{k}={v}" for k, v in p.overrides.items())
-        rows.append(
-            (
-                str(i),
-                str(p.index),
-                str(p.summary.get("status", "ERROR")),
-                value,
-                str(p.summary.get("run_id", "")),
-                params,
-            )
-        )
-    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows
-    )
-
-
-def _forward(
-    proc: subprocess.Popen[str], sweep_point: SweepPoint, out: IO[str], lock: threading.Lock
-) -> None:
-    for line in proc.stdout or ():
-        text = line.rstrip("\n")
-        try:
-            data = json.loads(text)
-        except ValueError:
-            data = None
-        if isinstance(data, dict):
-            if {"pipeline", "run_id", "status", "steps"} <= data.keys():
-                sweep_point.summary = data
-            data["sweep_index"] = sweep_point.index
-            text = json.dumps(data, default=str)
-        with lock:
-            out.write(text + "\n")
-            out.flush()
-
-
-def run_sweep(
-    pipeline: str,
-    options: Sequence[str],
-    settings: Settings,
-    *,
-    parameters: Sequence[str] = (),
-    max_parallel: int,
-    identifier: str,
-    extra_args: Sequence[str] = (),
-    out: IO[str] | None = None,
-) -> tuple[list[SweepPoint], int | None]:
-    """Run every grid point as its own ``mlfactor run --sweep-index N`` process, ``max_parallel`` at once.
-
-    Returns the points (with each run's summary) and the signal that stopped
-    the sweep, if one did: SIGTERM/SIGINT are forwarded to every running point.
-    """
-    axes = parse_axes(options)
-    points = [SweepPoint(i, values) for i, values in enumerate(grid(axes))]
-    stream = out or sys.stdout
-    lock = threading.Lock()
-    env = settings.child_environment(extra={"MLFACTOR_LOG_FORMAT": "json"})
-    pending = list(points)
-    running: dict[int, tuple[subprocess.Popen[str], threading.Thread]] = {}
-    received: list[int] = []
-
-    def on_signal(signum: int, frame: object) -> None:
-        received.append(signum)
-        for proc, _ in list(running.values()):
-            proc.send_signal(signum)
-
-    main = threading.current_thread() is threading.main_thread()
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
-    event(logger, "sweep_started", sweep_id=identifier, points=len(points), max_parallel=max_parallel)
-    try:
-        while pending or running:
-            while pending and len(running) < max_parallel and not received:
-                sp = pending.pop(0)
-                argv = [
-                    sys.executable,
-                    "-c",
-                    _DRIVER,
-                    "run",
-                    pipeline,
-                    *[a for o in options for a in ("--sweep", o)],
-                    "--sweep-index",
-                    str(sp.index),
-                    "--sweep-id",
-                    identifier,
-                    "--no-progress",
-                    *[a for p in parameters for a in ("-p", p)],
-                    *extra_args,
-                ]
-                proc = subprocess.Popen(
-                    argv, stdout=subprocess.PIPE, text=True, env=env, start_new_session=True
-                )
-                thread = threading.Thread(target=_forward, args=(proc, sp, stream, lock), daemon=True)
-                thread.start()
-                running[sp.index] = (proc, thread)
-            if received:
-                pending.clear()
-            for index, (proc, thread) in list(running.items()):
-                if proc.poll() is not None:
-                    thread.join(timeout=5)
-                    points[index].exit_code = proc.returncode
-                    del running[index]
-            time.sleep(0.05)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return points, (received[0] if received else None)
-
-
-def sweep_exit_code(points: Sequence[SweepPoint], signum: int | None) -> int:
-    """143/130 when stopped by a signal, else the exit code of the first failed point, else 0."""
-    if signum is not None:
-        return int(ExitCode.TERMINATED if signum == signal.SIGTERM else ExitCode.INTERRUPTED)
-    for p in sorted(points, key=lambda p: p.index):
-        if p.exit_code not in (0, None):
-            return int(p.exit_code)
-    return 0

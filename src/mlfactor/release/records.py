@@ -30,8 +30,8 @@ from dotenv import dotenv_values
 from mlflow.entities import Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from mlfactor.aliases import current_user
 from mlfactor.errors import NotFoundError, ValidationError
-from mlfactor.lifecycle import current_user
 from mlfactor.log import event, get_logger
 from mlfactor.masking import is_secret_name
 from mlfactor.names import did_you_mean

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
+from mlfactor.aliases import AliasMove, _parse, rollback_target, validate_alias
 from mlfactor.errors import ValidationError
-from mlfactor.lifecycle import MOVE_TAG_PREFIX, AliasMove, _parse, rollback_target, validate_alias
+from mlfactor.tags import ALIAS_MOVE_TAG_PREFIX
 
 
 def _move(seq: int, alias: str, frm: str | None, to: str, kind: str = "promote") -> AliasMove:
@@ -89,7 +90,7 @@ def test_record_round_trips_through_the_tag_value() -> None:
             "kind": "promote",
         }
     )
-    move = _parse("iris", MOVE_TAG_PREFIX + "0001.ff", value)
+    move = _parse("iris", ALIAS_MOVE_TAG_PREFIX + "0001.ff", value)
     assert move is not None
     assert (
         move.model,
@@ -104,4 +105,4 @@ def test_record_round_trips_through_the_tag_value() -> None:
 @pytest.mark.parametrize("value", ["not json", "{}", "[1, 2]"], ids=["text", "missing-fields", "list"])
 def test_unreadable_records_are_skipped(value: str) -> None:
     """A tag that is not a move record is skipped instead of breaking the history."""
-    assert _parse("iris", MOVE_TAG_PREFIX + "x", value) is None
+    assert _parse("iris", ALIAS_MOVE_TAG_PREFIX + "x", value) is None

@@ -15,8 +15,8 @@ import pytest
 from conftest import register_demo_model, store_environment
 from mlflow.tracking import MlflowClient
 
+from mlfactor.aliases import alias_history, promote_model, rollback_model
 from mlfactor.errors import NotFoundError, ValidationError
-from mlfactor.lifecycle import alias_history, promote_model, rollback_model
 from mlfactor.registry import alias_version, register_version
 from mlfactor.tracking import connect
 
@@ -146,7 +146,7 @@ _WORKER = """
 import json, sys, time
 from mlfactor.settings import load_settings
 from mlfactor.tracking import connect
-from mlfactor.lifecycle import promote_model
+from mlfactor.aliases import promote_model
 client = connect(load_settings())
 start = float(sys.argv[2])
 time.sleep(max(0.0, start - time.time()))

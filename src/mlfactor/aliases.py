@@ -38,10 +38,10 @@ from mlfactor.log import event, get_logger
 from mlfactor.names import did_you_mean
 from mlfactor.registry import alias_version, require_model, set_alias
 from mlfactor.registry_lock import alias_lock
+from mlfactor.tags import ALIAS_MOVE_TAG_PREFIX
 
 logger = get_logger(__name__)
 
-MOVE_TAG_PREFIX = "mlfactor.alias_move."
 CONVENTIONAL_ALIASES = ("champion", "challenger")
 _ALIAS = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
 _RESERVED_ALIAS = re.compile(r"^(latest|[vV]\d+)$", re.IGNORECASE)
@@ -162,7 +162,7 @@ def _record(client: MlflowClient, move: AliasMove) -> AliasMove:
     for key in ("seq", "changed", "move_id", "model"):
         payload.pop(key)
     client.set_registered_model_tag(
-        move.model, MOVE_TAG_PREFIX + move_id, json.dumps(payload, sort_keys=True)
+        move.model, ALIAS_MOVE_TAG_PREFIX + move_id, json.dumps(payload, sort_keys=True)
     )
     return recorded
 
@@ -180,7 +180,7 @@ def _parse(name: str, key: str, value: str) -> AliasMove | None:
             reason=data.get("reason"),
             pipeline_run_id=data.get("pipeline_run_id"),
             kind=str(data.get("kind", "promote")),
-            move_id=key.removeprefix(MOVE_TAG_PREFIX),
+            move_id=key.removeprefix(ALIAS_MOVE_TAG_PREFIX),
         )
     except (ValueError, KeyError, TypeError):
         event(logger, "alias_move_unreadable", model=name, tag=key)
@@ -193,7 +193,7 @@ def _read_moves(client: MlflowClient, name: str) -> list[AliasMove]:
     moves = [
         move
         for key, value in tags.items()
-        if key.startswith(MOVE_TAG_PREFIX) and (move := _parse(name, key, value)) is not None
+        if key.startswith(ALIAS_MOVE_TAG_PREFIX) and (move := _parse(name, key, value)) is not None
     ]
     moves.sort(key=lambda m: m.move_id)
     return [replace(m, seq=i) for i, m in enumerate(moves, start=1)]
