@@ -302,3 +302,13 @@ def test_huge_key_lists_are_cut_in_messages() -> None:
     error = refused(invocations, payload)
     assert "and 199990 more" in error.problems[0]
     assert len(str(error)) < 1000
+
+
+def test_messages_always_encode_as_utf8() -> None:
+    """A key spelled with a lone surrogate escape is named in a message that still encodes as UTF-8."""
+    body = b'{"records": [{"a": 1, "\\ud800": 2}]}'
+    rows = read_predict(body, JSON, max_rows=10)
+    with pytest.raises(RequestError) as caught:
+        InputSchema((Field("a", "double"),)).validate(rows)
+    assert "\\ud800" in caught.value.problems[0]
+    json.dumps(caught.value.body(), ensure_ascii=False).encode("utf-8")

@@ -117,7 +117,7 @@ def count_members(value: Any, depth: int = 4) -> int:
 
 def decode_json(body: bytes) -> Any:
     """Parse a request body as strict JSON; RequestError 400 naming what is wrong and how to fix it."""
-    if not body.strip():
+    if not body or body.isspace():
         raise RequestError(400, "empty request body", [f"expected a JSON object such as {EXAMPLE}"])
     payload = _parse(body, _STRICT)
     if body.count(b":") != count_members(payload):  # a ':' in a string, a deep object or a repeated key

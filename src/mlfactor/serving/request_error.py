@@ -45,11 +45,11 @@ class RequestError(ValidationError):
         schema: bool = False,
         more: int = 0,
     ) -> None:
-        listed = list(problems[:MAX_PROBLEMS])
+        listed = [_utf8(problem) for problem in problems[:MAX_PROBLEMS]]
         hidden = more + max(0, len(problems) - MAX_PROBLEMS)
         if hidden:
             listed.append(f"... and {hidden} more problem{'s' if hidden != 1 else ''} of the same kinds")
-        super().__init__(subject, listed)
+        super().__init__(_utf8(subject), listed)
         self.status = status
         self.schema = schema
 
@@ -60,6 +60,11 @@ class RequestError(ValidationError):
         else:
             codes = {"error_code": _OTHER_CODES.get(self.status, "BAD_REQUEST")}
         return {**codes, "message": self.message, "problems": self.problems}
+
+
+def _utf8(text: str) -> str:
+    """``text`` with lone surrogates (from JSON escapes such as ud800) spelled out, so it encodes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def short(text: str, limit: int = _SHORT) -> str:

@@ -121,9 +121,8 @@ def _columns(value: dict[str, Any], where: str, max_rows: int) -> list[Row]:
     check_row_count(count, max_rows)
     if count == 1 and not any(isinstance(v, list) for v in value.values()):
         return [value]
-    names = list(value)
-    series = [v if isinstance(v, list) else [v] * count for v in value.values()]
-    return [dict(zip(names, cells, strict=True)) for cells in zip(*series, strict=True)]
+    columns = [(name, v if isinstance(v, list) else [v] * count) for name, v in value.items()]
+    return [{name: cells[i] for name, cells in columns} for i in range(count)]  # faster than dict(zip())
 
 
 def _split(value: Any, columns: Sequence[str], max_rows: int) -> list[Row]:
@@ -163,7 +162,8 @@ def _split(value: Any, columns: Sequence[str], max_rows: int) -> list[Row]:
             f"'dataframe_split.data' {rows_text(bad)} must be arrays of {plural(width, 'value')} "
             f"(one per column), got {describe(data[bad[0]])}"
         )
-    return [dict(zip(names, row, strict=True)) for row in data]
+    positions = list(enumerate(names))
+    return [{name: row[i] for i, name in positions} for row in data]  # faster than dict(zip())
 
 
 def parse_invocations(

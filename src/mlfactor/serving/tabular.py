@@ -131,7 +131,7 @@ def _header(names: list[str], kinds: Mapping[str, str | None]) -> list[str]:
 def read_csv(body: bytes, kinds: Mapping[str, str | None], *, max_rows: int) -> list[Row]:
     """Rows of a CSV body; ``kinds`` maps the signature's columns to MLflow types (None: infer)."""
     text = _text(body)
-    if not text.strip():
+    if not text or text.isspace():
         raise _bad("empty request body", "expected CSV with a header line, got an empty body")
     reader = csv.reader(io.StringIO(text))
     rows: list[Row] = []
