@@ -38,3 +38,18 @@ def test_validate_reports_every_problem_of_every_file(tmp_path: Path) -> None:
     assert any("'valeu'" in p and "Did you mean 'value'?" in p for p in problems)
     assert any("unknown step 'c'" in p for p in problems)
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_validate_checks_global_overrides_and_refuses_alias_bombs(tmp_path: Path) -> None:
+    """`-p max_iter=wide` and a billion-laughs file each exit 65 with the reason; nothing runs."""
+    env = store_environment(tmp_path)
+    demo = str(PROJECT_DIR / "pipelines" / "train.yaml")
+    typed = run_mlfactor(["validate", demo, "-p", "max_iter=wide"], env, tmp_path / "typed", timeout=120)
+    assert typed.returncode == 65
+    assert "(from -p max_iter): parameter 'max_iter' got 'wide' (str)" in typed.stderr
+    bomb = tmp_path / "bomb.yaml"
+    levels = "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, 9))
+    bomb.write_text("l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n" + levels + "name: bomb\nsteps: []\n")
+    refused = run_mlfactor(["validate", str(bomb)], env, tmp_path / "bomb", timeout=120)
+    assert refused.returncode == 65
+    assert "expands to more than 100000 values through YAML aliases" in refused.stderr

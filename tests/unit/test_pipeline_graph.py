@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,30 @@ def test_unknown_steps_and_cycles_are_reported_together(tmp_path: Path) -> None:
     assert any("there is no step 'nope'" in p for p in problems)
     assert any("cycle: prepare -> train -> prepare" in p for p in problems)
     assert len(problems) == 3
+
+
+@pytest.mark.parametrize("order", ["forward", "reversed", "shuffled"])
+def test_a_1200_step_chain_validates_in_any_order(tmp_path: Path, order: str) -> None:
+    """1 200 steps each depending on the one before, written in any order, plan without recursion."""
+    names = [f"s{i}" for i in range(1200)]
+    lines = [
+        step(n, f"    depends_on: [{names[i - 1]}]\n" if i else "    depends_on: []\n")
+        for i, n in enumerate(names)
+    ]
+    if order == "reversed":
+        lines.reverse()
+    elif order == "shuffled":
+        random.Random(12).shuffle(lines)  # noqa: S311 - a fixed shuffle, not cryptography
+    plan = make_plan(spec_of(tmp_path, "".join(lines)))
+    assert plan.graph.needs["s1199"] == frozenset({"s1198"})
+    assert plan.graph.ancestors("s1199") == set(names[:-1])
+    assert plan.graph.ready([], []) == ["s0"]
+
+
+def test_a_1200_step_cycle_is_reported(tmp_path: Path) -> None:
+    """The longest cycle is found (no RecursionError) and named."""
+    names = [f"s{i}" for i in range(1200)]
+    lines = [step(n, f"    depends_on: [{names[i - 1]}]\n") for i, n in enumerate(names)]
+    with pytest.raises(ValidationError) as caught:
+        make_plan(spec_of(tmp_path, "".join(lines)))
+    assert "steps form a cycle: " in str(caught.value) and "s0 -> s1199" in str(caught.value)

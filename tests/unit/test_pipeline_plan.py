@@ -58,3 +58,49 @@ def test_injection_attempts_are_refused(tmp_path: Path) -> None:
     text = str(caught.value)
     assert "not a Python identifier" in text
     assert "bytes value is not JSON-compatible" in text
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected", "source"),
+    [
+        pytest.param(["C=0.5"], 0.5, "-p C", id="global-beats-the-step-parameter"),
+        pytest.param(["C=0.5", "train.C=0.2"], 0.2, "-p train.C", id="step-override-beats-global"),
+        pytest.param(["train.C=0.2", "C=0.5"], 0.2, "-p train.C", id="whatever-the-order"),
+        pytest.param([], 1.0, "the pipeline file", id="file-without-overrides"),
+    ],
+)
+def test_global_overrides_apply_with_the_documented_precedence(
+    overrides: list[str], expected: float, source: str
+) -> None:
+    """Pipeline parameters < step parameters < -p NAME=V < -p STEP.NAME=V."""
+    plan = make_plan(PROJECT_DIR / "pipelines" / "train.yaml", overrides)
+    assert plan.parameters["train"]["C"] == expected
+    assert plan.sources["train"]["C"] == source
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        pytest.param("max_iter=wide", "parameter 'max_iter' got 'wide' (str)", id="global-override"),
+        pytest.param("train.max_iter=wide", "parameter 'max_iter' got 'wide' (str)", id="step-override"),
+        pytest.param("seed=[1]", "parameter 'seed' got [1] (list)", id="global-reaching-two-steps"),
+    ],
+)
+def test_overrides_are_type_checked(override: str, fragment: str) -> None:
+    """A -p value that does not fit the notebook's default is refused, naming the -p it came from."""
+    with pytest.raises(ValidationError) as caught:
+        make_plan(PROJECT_DIR / "pipelines" / "train.yaml", [override])
+    assert fragment in str(caught.value)
+    assert "(from -p" in str(caught.value)
+
+
+def test_pipeline_level_parameters_are_type_checked(tmp_path: Path) -> None:
+    """A pipeline-level value of the wrong type is refused for each step declaring it."""
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "name: p\nparameters: {seed: many}\nsteps:\n"
+        f"  - name: train\n    notebook: {PROJECT_DIR / 'notebooks' / '01-train.ipynb'}\n"
+    )
+    with pytest.raises(ValidationError) as caught:
+        make_plan(path)
+    assert "step 'train' (from pipeline parameters): parameter 'seed' got 'many' (str)" in str(caught.value)

@@ -118,3 +118,61 @@ def test_absolute_notebook_paths_and_durations(tmp_path: Path) -> None:
     spec = load_pipeline(write(tmp_path, text))
     assert spec.step("a").notebook == FIXTURES / "sleeps.ipynb"
     assert spec.step("a").timeout == 120.0
+
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(8)
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        pytest.param(
+            BOMB + "name: p\nsteps: []\n", "expands to more than 100000 values", id="billion-laughs"
+        ),
+        pytest.param("name: p\nsteps: &s [*s]\n", "refers to a value that contains it", id="self-reference"),
+    ],
+)
+def test_yaml_alias_bombs_are_refused(tmp_path: Path, text: str, fragment: str) -> None:
+    """Alias expansion is counted before anything is built; too much (or a cycle) is an exit-65 error."""
+    with pytest.raises(ValidationError) as caught:
+        load_pipeline(write(tmp_path, text))
+    assert fragment in str(caught.value)
+    assert caught.value.exit_code == ExitCode.INVALID_INPUT
+
+
+def test_modest_aliases_still_work(tmp_path: Path) -> None:
+    """Anchors reused a few times are ordinary YAML and load."""
+    text = f"name: p\nsteps:\n  - &s {{name: a, notebook: {FIXTURES / 'records-output.ipynb'}}}\n"
+    assert load_pipeline(write(tmp_path, text)).step_names == ["a"]
+
+
+def test_notebooks_outside_the_project_are_refused(tmp_path: Path) -> None:
+    """A notebook outside the project root is an error saying how to opt in."""
+    outside = tmp_path / "elsewhere.ipynb"
+    outside.write_text((FIXTURES / "records-output.ipynb").read_text())
+    text = f"name: p\nsteps:\n  - name: a\n    notebook: {outside}\n"
+    with pytest.raises(ValidationError) as caught:
+        load_pipeline(write(tmp_path, text), project_dir=PROJECT_DIR)
+    assert f"is {outside}, outside the project {PROJECT_DIR}" in str(caught.value)
+    assert "allow_notebooks_outside_project: true" in str(caught.value)
+    opted_in = load_pipeline(
+        write(tmp_path, "allow_notebooks_outside_project: true\n" + text), project_dir=PROJECT_DIR
+    )
+    assert opted_in.steps[0].notebook == outside.resolve()
+
+
+def test_a_pipeline_outside_the_project_resolves_against_the_working_directory_project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file in a folder without pyproject.toml uses the working directory's project, as the message says."""
+    monkeypatch.chdir(PROJECT_DIR / "docs")
+    spec = load_pipeline(
+        write(tmp_path, "name: p\nsteps:\n  - name: a\n    notebook: notebooks/01-train.ipynb\n")
+    )
+    assert spec.project_dir == PROJECT_DIR
+    assert spec.steps[0].notebook == PROJECT_DIR / "notebooks" / "01-train.ipynb"
+    with pytest.raises(ValidationError) as caught:
+        load_pipeline(write(tmp_path, "name: p\nsteps:\n  - name: a\n    notebook: notebooks/nope.ipynb\n"))
+    assert f"Relative paths start at the project root {PROJECT_DIR}" in str(caught.value)

@@ -91,23 +91,30 @@ def build_graph(
 
 
 def find_cycle(names: list[str], needs: Mapping[str, set[str]]) -> list[str]:
-    """One cycle as ``[a, b, a]`` if the prerequisites contain one, else an empty list."""
-    state: dict[str, int] = {}
-    stack: list[str] = []
+    """One cycle as ``[a, b, a]`` if the prerequisites contain one, else an empty list.
 
-    def visit(node: str) -> list[str]:
-        state[node] = 1
-        stack.append(node)
-        for dep in sorted(needs[node]):
-            if state.get(dep) == 1:
-                return [*stack[stack.index(dep) :], dep]
-            if dep not in state and (found := visit(dep)):
-                return found
-        stack.pop()
-        state[node] = 2
-        return []
-
-    for name in names:
-        if name not in state and (found := visit(name)):
-            return found
+    Iterative depth-first search: a chain of thousands of steps, in any file
+    order, needs no recursion.
+    """
+    done: set[str] = set()
+    for start in names:
+        if start in done:
+            continue
+        path: list[str] = [start]
+        on_path = {start}
+        pending: list[list[str]] = [sorted(needs[start])]
+        while path:
+            if not pending[-1]:
+                node = path.pop()
+                on_path.discard(node)
+                pending.pop()
+                done.add(node)
+                continue
+            dep = pending[-1].pop()
+            if dep in on_path:
+                return [*path[path.index(dep) :], dep]
+            if dep not in done:
+                path.append(dep)
+                on_path.add(dep)
+                pending.append(sorted(needs[dep]))
     return []

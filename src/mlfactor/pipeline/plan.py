@@ -65,26 +65,39 @@ def _split_overrides(
     return global_values, per_step
 
 
+def _read_notebooks(spec: PipelineSpec, problems: list[str]) -> dict[str, NotebookParameters]:
+    """Each step's notebook parameters, reading every notebook file once however many steps use it."""
+    notebooks: dict[str, NotebookParameters] = {}
+    read: dict[Path, NotebookParameters | str] = {}
+    for step in spec.steps:
+        if step.notebook.suffix != ".ipynb" or not step.notebook.is_file():
+            continue  # reported by parse_pipeline
+        if step.notebook not in read:
+            try:
+                read[step.notebook] = inspect_parameters(step.notebook)
+            except Exception as exc:  # noqa: BLE001 - any unreadable notebook is a user problem
+                read[step.notebook] = str(exc)
+        found = read[step.notebook]
+        if isinstance(found, str):
+            problems.append(f"step {step.name!r}: cannot read notebook {step.notebook_ref}: {found}")
+        else:
+            notebooks[step.name] = found
+    return notebooks
+
+
 def make_plan(path: Path, overrides: Sequence[str] = (), *, project_dir: Path | None = None) -> Plan:
     """Load, check and plan the pipeline at ``path``; raise one ValidationError listing every problem."""
     spec, problems = parse_pipeline(path, project_dir=project_dir)
     global_overrides, step_overrides = _split_overrides(overrides, spec, problems)
-    notebooks: dict[str, NotebookParameters] = {}
-    for step in spec.steps:
-        if step.notebook.suffix != ".ipynb" or not step.notebook.is_file():
-            continue  # reported by parse_pipeline
-        try:
-            notebooks[step.name] = inspect_parameters(step.notebook)
-        except Exception as exc:  # noqa: BLE001 - any unreadable notebook is a user problem
-            problems.append(f"step {step.name!r}: cannot read notebook {step.notebook_ref}: {exc}")
-    pipeline_level = {**spec.parameters, **global_overrides}
-    for name, value in pipeline_level.items():
+    notebooks = _read_notebooks(spec, problems)
+    every = sorted({p for nb in notebooks.values() for p in nb.declared})
+    for name, value in {**spec.parameters, **global_overrides}.items():
         where = "-p" if name in global_overrides else "pipeline parameters"
+        if any(name in nb.declared for nb in notebooks.values()):
+            continue  # checked below, for every step declaring it
         problems.extend(name_problems(name, where))
         problems.extend(value_problems(value, f"{where}: parameter {name!r}"))
-        declared_by = [s for s, nb in notebooks.items() if name in nb.declared]
-        if not declared_by and len(notebooks) == len(spec.steps):
-            every = sorted({p for nb in notebooks.values() for p in nb.declared})
+        if len(notebooks) == len(spec.steps):
             problems.append(
                 f"{where}: no step's notebook declares parameter {name!r}.{did_you_mean(name, every)}"
             )
@@ -92,27 +105,23 @@ def make_plan(path: Path, overrides: Sequence[str] = (), *, project_dir: Path | 
     sources: dict[str, dict[str, str]] = {}
     for step in spec.steps:
         notebook = notebooks.get(step.name)
+        declared = notebook.declared if notebook is not None else {}
         values: dict[str, Any] = {}
         origin: dict[str, str] = {}
-        for name, value in pipeline_level.items():
-            if notebook is not None and name in notebook.declared:
+        layers: tuple[tuple[Mapping[str, Any], str], ...] = (  # lowest precedence first
+            ({k: v for k, v in spec.parameters.items() if k in declared}, "pipeline parameters"),
+            (step.parameters, "the pipeline file"),
+            ({k: v for k, v in global_overrides.items() if k in declared}, "-p {name}"),
+            (step_overrides.get(step.name, {}), "-p {step}.{name}"),
+        )
+        for layer, source in layers:
+            for name, value in layer.items():
                 values[name] = value
-                origin[name] = "-p" if name in global_overrides else "pipeline parameters"
-        for name, value in step.parameters.items():
-            values[name] = value
-            origin[name] = "the pipeline file"
-        for name, value in step_overrides.get(step.name, {}).items():
-            values[name] = value
-            origin[name] = f"-p {step.name}.{name}"
+                origin[name] = source.format(name=name, step=step.name)
         parameters[step.name] = values
         sources[step.name] = origin
         if notebook is not None:
-            step_values = {
-                k: v
-                for k, v in values.items()
-                if k not in pipeline_level or origin[k] not in ("pipeline parameters", "-p")
-            }
-            problems.extend(check_parameters(step_values, notebook, f"step {step.name!r}", sources=origin))
+            problems.extend(check_parameters(values, notebook, f"step {step.name!r}", sources=origin))
     graph, graph_problems = build_graph(spec, parameters)
     problems.extend(graph_problems)
     if problems:

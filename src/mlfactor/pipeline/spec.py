@@ -30,10 +30,19 @@ import yaml
 
 from mlfactor.errors import NotFoundError, ValidationError
 from mlfactor.names import did_you_mean
-from mlfactor.settings import find_project_dir
+from mlfactor.pipeline.safe_yaml import ExpansionError, load_bounded
+from mlfactor.settings import PROJECT_MARKER, find_project_dir
 from mlfactor.syntax import DURATION_SYNTAX, parse_duration
 
-PIPELINE_KEYS = ("name", "experiment", "description", "parameters", "metric", "steps")
+PIPELINE_KEYS = (
+    "name",
+    "experiment",
+    "description",
+    "parameters",
+    "metric",
+    "allow_notebooks_outside_project",
+    "steps",
+)
 STEP_KEYS = ("name", "notebook", "description", "parameters", "depends_on", "timeout", "retries")
 METRIC_KEYS = ("step", "name", "goal")
 GOALS = ("max", "min")
@@ -106,7 +115,9 @@ def read_pipeline_file(path: Path) -> tuple[Any, bytes]:
         raise NotFoundError(f"pipeline file {str(path)!r} does not exist.{hint}")
     raw = path.read_bytes()
     try:
-        data = yaml.safe_load(raw)
+        data = load_bounded(raw)
+    except ExpansionError as exc:
+        raise ValidationError(f"pipeline {path}", [str(exc)]) from exc
     except yaml.YAMLError as exc:
         where = ""
         mark = getattr(exc, "problem_mark", None)
@@ -142,12 +153,30 @@ def _check_name(value: Any, where: str) -> str | None:
     return None
 
 
+ROOT_RULE = "the folder holding pyproject.toml above the pipeline file, else above the working directory"
+
+
+def project_root(pipeline: Path) -> Path:
+    """The project a pipeline file belongs to: see :data:`ROOT_RULE`."""
+    for start in (pipeline.parent, Path.cwd()):
+        root = find_project_dir(start)
+        if (root / PROJECT_MARKER).is_file():
+            return root
+    return Path.cwd()
+
+
 def _resolve_notebook(ref: str, project_dir: Path) -> Path:
     path = Path(ref).expanduser()
     return path if path.is_absolute() else (project_dir / path)
 
 
-def _notebook_problem(ref: Any, path: Path | None, where: str, project_dir: Path) -> str | None:
+def _inside(path: Path, root: Path) -> bool:
+    return path.resolve().is_relative_to(root.resolve())
+
+
+def _notebook_problem(
+    ref: Any, path: Path | None, where: str, project_dir: Path, *, allow_outside: bool
+) -> str | None:
     if not isinstance(ref, str) or not ref.strip():
         return f"{where}.notebook: got {ref!r}; expected the path of an .ipynb file."
     if path is None:
@@ -155,18 +184,25 @@ def _notebook_problem(ref: Any, path: Path | None, where: str, project_dir: Path
     if path.suffix != ".ipynb":
         return f"{where}.notebook: {ref!r} is not a notebook; expected a path ending in .ipynb."
     if not path.is_file():
-        near = [
-            str(p.relative_to(project_dir))
-            for p in (path.parent.glob("*.ipynb") if path.parent.is_dir() else [])
-        ]
+        folder = path.parent
+        near = [str(folder / p.name) for p in (folder.glob("*.ipynb") if folder.is_dir() else [])]
+        shown = [n.removeprefix(f"{project_dir}/") for n in near]
         return (
-            f"{where}.notebook: {ref!r} does not exist (looked for {path}).{did_you_mean(ref, near)} "
-            "Paths are relative to the project root (the folder holding pyproject.toml)."
+            f"{where}.notebook: {ref!r} does not exist (looked for {path}).{did_you_mean(ref, shown)} "
+            f"Relative paths start at the project root {project_dir} ({ROOT_RULE})."
+        )
+    if not allow_outside and not _inside(path, project_dir):
+        return (
+            f"{where}.notebook: {ref!r} is {path.resolve()}, outside the project {project_dir}. Move the "
+            "notebook into the project (it then travels with the code and its git commit), or set "
+            "allow_notebooks_outside_project: true at the top of the pipeline file."
         )
     return None
 
 
-def _step(raw: Any, index: int, project_dir: Path, problems: list[str]) -> StepSpec | None:  # noqa: PLR0912 - one check per key
+def _step(  # noqa: PLR0912 - one check per key
+    raw: Any, index: int, project_dir: Path, problems: list[str], *, allow_outside: bool
+) -> StepSpec | None:
     where = f"steps[{index}]"
     if not isinstance(raw, Mapping):
         problems.append(f"{where}: got {raw!r}; expected a mapping with at least name and notebook.")
@@ -185,7 +221,7 @@ def _step(raw: Any, index: int, project_dir: Path, problems: list[str]) -> StepS
     if "notebook" not in raw:
         if not _misspelt(raw, "notebook"):
             problems.append(f"{where}: missing key 'notebook' (the path of the step's .ipynb).")
-    elif (bad := _notebook_problem(ref, path, where, project_dir)) is not None:
+    elif (bad := _notebook_problem(ref, path, where, project_dir, allow_outside=allow_outside)) is not None:
         problems.append(bad)
     parameters = raw.get("parameters") or {}
     if not isinstance(parameters, Mapping):
@@ -265,13 +301,17 @@ def parse_pipeline(path: Path, *, project_dir: Path | None = None) -> tuple[Pipe
     """
     path = path.expanduser().resolve()
     data, raw = read_pipeline_file(path)
-    root = project_dir or find_project_dir(path.parent)
+    root = project_dir or project_root(path)
     subject = f"pipeline {path}"
     if not isinstance(data, Mapping):
         raise ValidationError(
             subject, [f"got {type(data).__name__}; expected a mapping with name and steps."]
         )
     problems = _unknown_keys(data, PIPELINE_KEYS, "pipeline")
+    allow_outside = data.get("allow_notebooks_outside_project", False)
+    if not isinstance(allow_outside, bool):
+        problems.append(f"allow_notebooks_outside_project: got {allow_outside!r}; expected true or false.")
+        allow_outside = False
     name = data.get("name", path.stem)
     if (bad := _check_name(name, "name")) is not None:
         problems.append(bad)
@@ -288,7 +328,7 @@ def parse_pipeline(path: Path, *, project_dir: Path | None = None) -> tuple[Pipe
         problems.append("steps: missing or empty; expected a list of steps, each with name and notebook.")
         raw_steps = []
     for index, raw_step in enumerate(raw_steps):
-        step = _step(raw_step, index, root, problems)
+        step = _step(raw_step, index, root, problems, allow_outside=allow_outside)
         if step is not None:
             steps.append(step)
     seen: set[str] = set()
