@@ -9,14 +9,13 @@ rendering a person can open in the MLflow UI, as artifacts of the step's run.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import nbformat
 
 from mlfactor.log import event, get_logger
 from mlfactor.masking import mask_text
@@ -26,25 +25,49 @@ if TYPE_CHECKING:
 
 logger = get_logger(__name__)
 NOTEBOOK_ARTIFACT_DIR = "notebook"
-# nbformat has no type hints; these typed names keep mypy strict elsewhere.
-_read: Callable[..., Any] = nbformat.read
-_writes: Callable[..., str] = nbformat.writes
-_new_markdown_cell: Callable[..., Any] = nbformat.v4.new_markdown_cell
+
+
+def _nbformat() -> Any:
+    """nbformat, imported on first use: it loads jsonschema, too slow for `mlfactor validate`."""
+    import nbformat
+
+    return nbformat
 
 
 def read_notebook(path: Path) -> Any:
     """Read a notebook file (nbformat v4 NotebookNode)."""
-    return _read(str(path), as_version=4)
+    return _nbformat().read(str(path), as_version=4)
+
+
+def read_notebook_json(path: Path) -> dict[str, Any]:
+    """Read a notebook as plain JSON for inspection (no validation, no nbformat); v3 files via nbformat."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError("not a notebook: the file holds no JSON object")
+    if int(data.get("nbformat", 4)) < 4:
+        converted: dict[str, Any] = read_notebook(path)
+        return converted
+    if not isinstance(data.get("cells"), list):
+        raise ValueError("not a notebook: no list of cells")
+    return data
+
+
+def cell_source(cell: dict[str, Any]) -> str:
+    """A cell's source as one string (a notebook file may store it as a list of lines)."""
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else str(source)
 
 
 def write_notebook(path: Path, nb: Any) -> None:
     """Write a notebook atomically."""
-    write_atomic(path, _writes(nb))
+    writes: Any = _nbformat().writes
+    write_atomic(path, writes(nb))
 
 
 def markdown_cell(text: str, tags: list[str]) -> Any:
     """Create a markdown cell with ``tags``."""
-    cell = _new_markdown_cell(text)
+    new_cell: Any = _nbformat().v4.new_markdown_cell
+    cell = new_cell(text)
     cell.metadata["tags"] = tags
     return cell
 

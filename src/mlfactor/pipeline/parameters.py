@@ -25,7 +25,7 @@ import yaml
 
 from mlfactor.masking import is_secret_name
 from mlfactor.names import did_you_mean
-from mlfactor.pipeline.artifacts import read_notebook
+from mlfactor.pipeline.artifacts import cell_source, read_notebook_json
 
 PARAMETERS_TAG = "parameters"
 REFERENCE = re.compile(
@@ -103,41 +103,106 @@ def value_problems(value: Any, where: str) -> list[str]:
     ]
 
 
-def find_parameters_cells(nb: Any) -> list[int]:
-    """Indexes of the cells tagged ``parameters``."""
+def find_parameters_cells(nb: Mapping[str, Any]) -> list[int]:
+    """Indexes of the cells tagged ``parameters`` (of a notebook read as JSON or by nbformat)."""
     return [
-        i for i, cell in enumerate(nb.cells) if PARAMETERS_TAG in cell.get("metadata", {}).get("tags", [])
+        i
+        for i, cell in enumerate(nb.get("cells", []))
+        if PARAMETERS_TAG in cell.get("metadata", {}).get("tags", [])
     ]
 
 
 def inspect_parameters(path: Path) -> NotebookParameters:
-    """Read the notebook's declared parameters (no kernel is started)."""
-    from papermill.translators import papermill_translators
+    """Read the notebook's declared parameters (no kernel is started).
 
-    nb = read_notebook(path)
-    kernel = nb.metadata.get("kernelspec", {}).get("name") or "python3"
+    A Python parameters cell is read with :mod:`ast`, the notebook as plain
+    JSON: neither papermill nor nbformat is imported, so ``mlfactor validate``
+    stays fast. Other kernels' cells go through papermill's translator.
+    """
+    nb = read_notebook_json(path)
+    metadata = nb.get("metadata", {})
+    kernel = metadata.get("kernelspec", {}).get("name") or "python3"
     language = (
-        nb.metadata.get("kernelspec", {}).get("language")
-        or nb.metadata.get("language_info", {}).get("name")
+        metadata.get("kernelspec", {}).get("language")
+        or metadata.get("language_info", {}).get("name")
         or "python"
     )
     cells = find_parameters_cells(nb)
-    declared: dict[str, DeclaredParameter] = {}
-    syntax_error = syntax_problem(nb.cells[cells[0]].source) if cells and language == "python" else None
+    found: list[DeclaredParameter] = []
+    syntax_error = None
     if cells:
-        translator = papermill_translators.find_translator(kernel, language)
-        for param in translator.inspect(nb.cells[cells[0]]):
-            type_name = None if param.inferred_type_name in ("None", "") else param.inferred_type_name
-            declared[param.name] = DeclaredParameter(
-                param.name, type_name or _literal_type(param.default), param.default
-            )
+        source = cell_source(nb["cells"][cells[0]])
+        if language == "python":
+            syntax_error = syntax_problem(source)
+            found = python_parameters(source)
+        else:
+            found = _translated_parameters(kernel, language, source)
     return NotebookParameters(
         path=path,
         kernel_name=kernel,
         has_parameters_cell=bool(cells),
-        declared=declared,
+        declared={p.name: p for p in found},
         syntax_error=syntax_error,
     )
+
+
+def python_parameters(source: str) -> list[DeclaredParameter]:
+    """The top-level ``name = value`` and ``name: type = value`` assignments of a Python cell, in order.
+
+    The type is the annotation, else a ``# type:`` comment, else the default's
+    literal type. Magic lines are skipped; a cell that does not parse is read
+    line by line (its syntax error is reported by :func:`syntax_problem`).
+    """
+    lines = ["" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines()]
+    code = "\n".join(lines)
+    try:
+        trees = [(ast.parse(code, type_comments=True), code)]
+    except SyntaxError:
+        trees = []
+        for line in lines:
+            try:
+                trees.append((ast.parse(line, type_comments=True), line))
+            except SyntaxError:
+                continue
+    found: list[DeclaredParameter] = []
+    for tree, text in trees:
+        for node in tree.body:
+            parameter = _assignment(node, text)
+            if parameter is not None:
+                found.append(parameter)
+    return found
+
+
+def _assignment(node: ast.stmt, text: str) -> DeclaredParameter | None:
+    if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+        name, annotation, value = node.targets[0].id, None, node.value
+        type_name = node.type_comment
+    elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+        name, annotation, value = node.target.id, node.annotation, node.value
+        type_name = None
+    else:
+        return None
+    default = ast.get_source_segment(text, value) or ast.unparse(value)
+    if annotation is not None:
+        if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
+            type_name = annotation.value  # a quoted annotation: "float"
+        else:
+            type_name = ast.unparse(annotation)
+    if type_name in (None, "", "None"):
+        type_name = None
+    return DeclaredParameter(name, str(type_name) if type_name else _literal_type(default), default)
+
+
+def _translated_parameters(kernel: str, language: str, source: str) -> list[DeclaredParameter]:
+    """A non-Python parameters cell, read by papermill's translator for that kernel or language."""
+    from papermill.translators import papermill_translators
+
+    translator = papermill_translators.find_translator(kernel, language)
+    found = []
+    for param in translator.inspect({"source": source}):
+        type_name = None if param.inferred_type_name in ("None", "") else param.inferred_type_name
+        found.append(DeclaredParameter(param.name, type_name or _literal_type(param.default), param.default))
+    return found
 
 
 def syntax_problem(source: str) -> str | None:
