@@ -17,6 +17,7 @@ from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 from mlfactor.registry import register_version
+from mlfactor.tags import GIT_TAG_PREFIX, MLFACTOR_PREFIX
 
 MODEL_ARTIFACT = "model"
 
@@ -77,7 +78,7 @@ def log_sklearn_model(
         return LoggedModel(info.model_uri, run.info.run_id, None, None)
     client = client or MlflowClient()
     run_tags = client.get_run(run.info.run_id).data.tags
-    version_tags = {k: v for k, v in run_tags.items() if k.startswith(("mlflow.source.git", "mlfactor."))}
+    version_tags = {k: v for k, v in run_tags.items() if k.startswith((GIT_TAG_PREFIX, MLFACTOR_PREFIX))}
     version_tags.update(tags or {})
     mv = register_version(client, info.model_uri, registered_name, run_id=run.info.run_id, tags=version_tags)
     return LoggedModel(info.model_uri, run.info.run_id, registered_name, str(mv.version))

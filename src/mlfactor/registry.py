@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 from mlfactor.errors import NotFoundError, ValidationError
 from mlfactor.names import did_you_mean
 from mlfactor.registry_lock import is_lock
+from mlfactor.tags import GIT_COMMIT_TAG
 
 _URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 _LOGGED_MODEL_URI = re.compile(r"^models:/(?P<model_id>m-[0-9a-f]+)$")
@@ -95,10 +96,10 @@ def _to_resolved(client: MlflowClient, mv: ModelVersion, alias: str | None) -> R
     commit = None
     if mv.run_id:
         try:
-            commit = client.get_run(mv.run_id).data.tags.get("mlflow.source.git.commit")
+            commit = client.get_run(mv.run_id).data.tags.get(GIT_COMMIT_TAG)
         except MlflowException:
             commit = None
-    commit = (mv.tags or {}).get("mlflow.source.git.commit", commit)
+    commit = (mv.tags or {}).get(GIT_COMMIT_TAG, commit)
     return ResolvedModel(
         name=mv.name,
         version=str(mv.version),

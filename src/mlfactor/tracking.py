@@ -29,13 +29,10 @@ from mlfactor.errors import BackingServiceError, ConfigError
 from mlfactor.log import event, get_logger
 from mlfactor.masking import mask_text, mask_uri
 from mlfactor.settings import Settings
+from mlfactor.tags import GIT_BRANCH_TAG, GIT_COMMIT_TAG, GIT_DIRTY_TAG
 
 logger = get_logger(__name__)
 
-GIT_COMMIT_TAG = "mlflow.source.git.commit"
-GIT_DIRTY_TAG = "mlfactor.git.dirty"
-GIT_BRANCH_TAG = "mlflow.source.git.branch"
-VERSION_TAG = "mlfactor.version"
 
 _HTTP_MAX_RETRIES = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
 _HTTP_BACKOFF_FACTOR = "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"

@@ -15,27 +15,26 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mlfactor.tracking import VERSION_TAG, git_info
+from mlfactor.tags import (
+    ATTEMPT_TAG,
+    NOTEBOOK_HASH_TAG,
+    NOTEBOOK_TAG,
+    PACKAGE_TAG_PREFIX,
+    PACKAGES_HASH_TAG,
+    PIPELINE_HASH_TAG,
+    PIPELINE_PATH_TAG,
+    PIPELINE_TAG,
+    SOURCE_NAME_TAG,
+    SOURCE_TYPE_TAG,
+    STEP_TAG,
+    VERSION_TAG,
+)
+from mlfactor.tags import ERROR_TAG as ERROR_TAG  # noqa: PLC0414 - runner.py reads these three from here
+from mlfactor.tags import OUTPUT_TAG_PREFIX as OUTPUT_TAG_PREFIX  # noqa: PLC0414
+from mlfactor.tags import STATUS_TAG as STATUS_TAG  # noqa: PLC0414
+from mlfactor.tracking import git_info
 from mlfactor.version import mlfactor_version
 
-PIPELINE_TAG = "mlfactor.pipeline"
-PIPELINE_HASH_TAG = "mlfactor.pipeline.sha256"
-PIPELINE_PATH_TAG = "mlfactor.pipeline.path"
-PIPELINE_RUN_TAG = "mlfactor.pipeline.run_id"
-STEP_TAG = "mlfactor.step"
-NOTEBOOK_TAG = "mlfactor.notebook"
-NOTEBOOK_HASH_TAG = "mlfactor.notebook.sha256"
-ATTEMPT_TAG = "mlfactor.attempt"
-PACKAGES_HASH_TAG = "mlfactor.packages.sha256"
-STATUS_TAG = "mlfactor.status"
-ERROR_TAG = "mlfactor.error"
-OUTPUT_TAG_PREFIX = "mlfactor.output."
-SWEEP_ID_TAG = "mlfactor.sweep.id"
-SWEEP_INDEX_TAG = "mlfactor.sweep.index"
-PARENT_TAG = "mlflow.parentRunId"
-RUN_NAME_TAG = "mlflow.runName"
-SOURCE_NAME_TAG = "mlflow.source.name"
-SOURCE_TYPE_TAG = "mlflow.source.type"
 PACKAGES_ARTIFACT = "lineage/packages.txt"
 KEY_PACKAGES = ("mlflow", "papermill", "scikit-learn", "pandas", "bentoml", "ipykernel", "nbclient")
 
@@ -72,7 +71,7 @@ def package_tags(packages: list[str]) -> dict[str, str]:
     """Tags naming the key package versions and a hash of the whole list."""
     versions = dict(p.split("==", 1) for p in packages if "==" in p)
     lowered = {k.lower(): v for k, v in versions.items()}
-    tags = {f"mlfactor.package.{name}": lowered[name] for name in KEY_PACKAGES if name in lowered}
+    tags = {f"{PACKAGE_TAG_PREFIX}{name}": lowered[name] for name in KEY_PACKAGES if name in lowered}
     tags[PACKAGES_HASH_TAG] = hashlib.sha256(packages_text(packages).encode()).hexdigest()
     return tags
 
