@@ -8,7 +8,8 @@ step's environment (secrets included, never parameters). It records the
 kernel's process group in a :class:`KernelHandle`, so the runner can stop the
 kernel on timeout or SIGTERM (papermill does not forward signals,
 papermill #508): ipykernel runs in its own session, so the group holds the
-kernel and anything it started.
+kernel and what it started, and :mod:`mlfactor.pipeline.process_tree` also
+finds what left the group (a ``setsid`` grandchild) by the step's marker.
 """
 
 from __future__ import annotations
@@ -17,26 +18,28 @@ import contextlib
 import os
 import signal
 import threading
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import psutil
 from jupyter_client.manager import AsyncKernelManager, KernelManager
 
 from mlfactor.kernel_setup import EXTENSION
+from mlfactor.pipeline.process_tree import end_processes, signal_processes, step_processes
 
 KERNEL_LOG = "kernel.log"
+STOP_GRACE_S = 3.0
+"""Seconds between SIGTERM and SIGKILL when a step's processes are stopped."""
 # ipykernel lines that say nothing about the notebook (its shutdown, its transport).
 _ROUTINE = ("KeyboardInterrupt caught in kernel", "running over TCP without encryption")
 
 
 class KernelHandle:
-    """The process group of one step's kernel, and why it was stopped (if it was)."""
+    """One step's kernel: its process group, the step's process marker, and why it was stopped."""
 
-    def __init__(self, step: str) -> None:
+    def __init__(self, step: str, marker: str | None = None) -> None:
         self.step = step
+        self.marker = marker
         self.pgid: int | None = None
         self.pid: int | None = None
         self.stop_reason: str | None = None
@@ -51,51 +54,38 @@ class KernelHandle:
             self.signal(signal.SIGKILL)
 
     def request_stop(self, reason: str, signum: int = signal.SIGTERM) -> None:
-        """Mark the kernel as stopped for ``reason`` (timeout, interrupted) and signal its group."""
+        """Mark the kernel as stopped for ``reason`` (timeout, interrupted) and signal its processes."""
         with self._lock:
             if self.stop_reason is None:
                 self.stop_reason = reason
         self.signal(signum)
 
-    def signal(self, signum: int) -> None:
-        """Send ``signum`` to the kernel's process group (no-op when not started or gone)."""
+    def _group(self) -> int | None:
         pgid = self.pgid
-        if pgid is None or pgid <= 1 or pgid == os.getpgid(0):
-            if self.pid is not None:
-                _quiet_kill(self.pid, signum)
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signum)
+        return None if pgid is None or pgid <= 1 or pgid == os.getpgid(0) else pgid
+
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` to the kernel's group and every process carrying the step's marker."""
+        targets = step_processes(self.marker, self._group())
+        if self.pid is not None and not any(p.pid == self.pid for p in targets):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(self.pid, signum)
+        signal_processes(targets, signum)
 
     def alive(self) -> bool:
-        """Tell whether a process of the kernel's group still runs (zombies do not count)."""
-        return bool(self.pgid is not None and group_members(self.pgid))
+        """Tell whether a process of the step still runs (zombies do not count)."""
+        return bool(step_processes(self.marker, self._group()))
 
     def stop(self, reason: str, grace: float) -> None:
-        """SIGTERM the kernel's group, then SIGKILL whatever is left after ``grace`` seconds."""
-        self.request_stop(reason, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while self.alive() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if self.alive():
-            self.signal(signal.SIGKILL)
+        """SIGTERM the step's processes, then SIGKILL whatever is left after ``grace`` seconds."""
+        with self._lock:
+            if self.stop_reason is None:
+                self.stop_reason = reason
+        end_processes(self.marker, self._group(), grace)
 
-
-def group_members(pgid: int) -> list[psutil.Process]:
-    """Live (non-zombie) processes of process group ``pgid``, wherever they were re-parented."""
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
-                found.append(proc)
-        except (ProcessLookupError, psutil.Error):
-            continue
-    return found
-
-
-def _quiet_kill(pid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, signum)
+    def end_leftovers(self, grace: float) -> list[int]:
+        """After the kernel shut down: end whatever the step left running; return those PIDs."""
+        return end_processes(self.marker, self._group(), grace)
 
 
 def kernel_manager_class(env: Mapping[str, str], handle: KernelHandle, work: Path) -> type[KernelManager]:

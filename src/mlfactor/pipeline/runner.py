@@ -29,7 +29,7 @@ from mlfactor.log import bind, event, get_logger
 from mlfactor.masking import mask_data, mask_key, mask_text, remember_secrets, secret_values
 from mlfactor.pipeline import lineage
 from mlfactor.pipeline.artifacts import write_atomic
-from mlfactor.pipeline.kernel import KernelHandle
+from mlfactor.pipeline.kernel import STOP_GRACE_S, KernelHandle
 from mlfactor.pipeline.parameters import resolve_references
 from mlfactor.pipeline.plan import Plan
 from mlfactor.pipeline.progress import NullProgress, Progress
@@ -39,7 +39,6 @@ from mlfactor.signals import StopRequest, handle_stop_signals
 from mlfactor.tracking import connect, ensure_experiment
 
 logger = get_logger(__name__)
-STOP_GRACE_S = 3.0
 NOT_STARTED = "NOT_STARTED"
 
 

@@ -43,7 +43,7 @@ from mlfactor.pipeline.artifacts import (
     write_atomic,
 )
 from mlfactor.pipeline.execute import CellTracker, execute, mark_stop
-from mlfactor.pipeline.kernel import KernelHandle, kernel_manager_class, read_kernel_log
+from mlfactor.pipeline.kernel import STOP_GRACE_S, KernelHandle, kernel_manager_class, read_kernel_log
 from mlfactor.pipeline.progress import Progress
 from mlfactor.pipeline.spec import StepSpec
 from mlfactor.pipeline.versions import tag_registered_versions, version_lineage
@@ -149,7 +149,7 @@ def _attempt(ctx: StepContext, attempt: int) -> StepResult:
     partial = work / f"{step.name}.ipynb"
     outputs_file = work / "outputs.json"
     env = kernel_environment(ctx, run_id, outputs_file)
-    handle = KernelHandle(step.name)
+    handle = KernelHandle(step.name, marker=run_id)
     ctx.on_kernel(handle)
     tracker = CellTracker(step.notebook, injected=bool(ctx.parameters))
     cells = tracker.cells
@@ -168,6 +168,9 @@ def _attempt(ctx: StepContext, attempt: int) -> StepResult:
         error = execute(ctx, partial, kernel_manager_class(env, handle, work), tracker, handle)
     finally:
         ctx.on_kernel(None)
+        leftovers = handle.end_leftovers(STOP_GRACE_S)
+    if leftovers:
+        event(logger, "step_processes_ended", level=30, run_id=run_id, pids=leftovers)
     learn_secrets(outputs_file.with_name(SECRET_NAMES_FILE), ctx.settings.environ, ctx.secrets)
     if error is not None:
         status = RunStatus.KILLED if isinstance(error, InterruptedRunError) else RunStatus.FAILED
