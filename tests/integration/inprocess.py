@@ -16,9 +16,12 @@ few seconds), so share one service per module with a module-scoped fixture;
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -44,7 +47,9 @@ class SyncASGITransport(httpx.BaseTransport):
         """Send ``request`` to the app on the loop thread and return the complete response."""
 
         async def send() -> httpx.Response:
-            inner = httpx.Request(request.method, request.url, headers=request.headers, content=request.read())
+            inner = httpx.Request(
+                request.method, request.url, headers=request.headers, content=request.read()
+            )
             answer = await self._inner.handle_async_request(inner)
             body = b"".join([chunk async for chunk in answer.stream])  # type: ignore[union-attr]
             return httpx.Response(answer.status_code, headers=answer.headers, content=body)
@@ -52,7 +57,13 @@ class SyncASGITransport(httpx.BaseTransport):
         return asyncio.run_coroutine_threadsafe(send(), self._loop).result()
 
     def close(self) -> None:
-        """Stop the loop thread."""
+        """Let work scheduled after the answers (shadow, prediction logs) finish; stop the loop thread."""
+
+        async def settle() -> None:
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            await asyncio.gather(*others, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(settle(), self._loop).result()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
@@ -93,3 +104,53 @@ def start_in_process(env: Mapping[str, str], extra: Mapping[str, str] | None = N
         raise AssertionError(f"the model did not load (exit {exit_code}): {state.failed}")
     core = ServingCore(state)
     return InProcessService(full, state, core, ServingApp(core=core))
+
+
+class EventLog(logging.Handler):
+    """Collects mlfactor's log events (their fields) and lets a test wait for one to arrive."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        self._arrived = threading.Condition()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Keep the event name and its fields."""
+        with self._arrived:
+            self.events.append((record.getMessage(), dict(getattr(record, "fields", None) or {})))
+            self._arrived.notify_all()
+
+    def named(self, name: str) -> list[dict[str, Any]]:
+        """The fields of every event called ``name`` so far."""
+        with self._arrived:
+            return [fields for event, fields in self.events if event == name]
+
+    def wait_for(
+        self, name: str, where: Callable[[dict[str, Any]], bool] = lambda _: True, timeout: float = 30
+    ) -> dict[str, Any]:
+        """Block until an event ``name`` matching ``where`` was logged; return its fields."""
+
+        def found() -> dict[str, Any] | None:
+            return next((f for event, f in self.events if event == name and where(f)), None)
+
+        with self._arrived:
+            self._arrived.wait_for(lambda: found() is not None, timeout)
+            match = found()
+        if match is None:
+            raise AssertionError(f"no {name!r} event within {timeout} s; got {[e for e, _ in self.events]}")
+        return match
+
+
+@contextlib.contextmanager
+def captured_events() -> Iterator[EventLog]:
+    """Collect the INFO-and-above events of mlfactor's loggers inside the block."""
+    log = EventLog()
+    mlfactor = logging.getLogger("mlfactor")
+    previous = mlfactor.level
+    mlfactor.setLevel(logging.INFO)
+    mlfactor.addHandler(log)
+    try:
+        yield log
+    finally:
+        mlfactor.removeHandler(log)
+        mlfactor.setLevel(previous)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import importlib
-import json
 import logging
 import os
 import subprocess
@@ -42,6 +41,7 @@ from mlfactor.log import event, get_logger
 from mlfactor.masking import mask_uri
 from mlfactor.serving.native import input_example_rows, load_sklearn, read_mlmodel, signature_schema
 from mlfactor.serving.protocol import Row
+from mlfactor.serving.resolve import ResolverAnswer
 from mlfactor.serving.schema import InputSchema
 from mlfactor.settings import Settings
 
@@ -210,44 +210,30 @@ def load_from_registry(settings: Settings, uris: Sequence[str]) -> dict[str, Ser
         child.kill()
         child.wait()
         raise
-    answer = _parse_child(out)
-    if "error" in answer:
-        kind, message = answer.get("kind"), str(answer["error"])
-        if kind == "not_found":
-            raise NotFoundError(message)
-        if kind == "invalid":
-            raise ValidationError("model URI", [message])
-        raise BackingServiceError(message)
+    answer = ResolverAnswer.from_output(out)
+    answer.raise_failure()
     loaded: dict[str, ServedModel] = {}
-    for found in answer["models"]:
+    for found in answer.models:
         event(
             logger,
             "model_resolved",
-            uri=found["uri"],
-            model_name=found["name"],
-            model_version=found["version"],
-            run_id=found["run_id"],
-            git_commit=found["git_commit"],
+            uri=found.uri,
+            model_name=found.name,
+            model_version=found.version,
+            run_id=found.run_id,
+            git_commit=found.git_commit,
         )
-        loaded[found["uri"]] = _load_local(
-            Path(found["path"]),
-            name=found["name"],
-            version=found["version"],
-            run_id=found["run_id"],
-            git_commit=found["git_commit"],
-            uri=f"models:/{found['name']}/{found['version']}",
+        loaded[found.uri] = _load_local(
+            Path(found.path),
+            name=found.name,
+            version=found.version,
+            run_id=found.run_id,
+            git_commit=found.git_commit,
+            uri=f"models:/{found.name}/{found.version}",
             source="registry",
             environ=settings.environ,
         )
     return loaded
-
-
-def _parse_child(out: bytes) -> dict[str, Any]:
-    lines = [line for line in out.decode("utf-8", errors="replace").splitlines() if line.startswith("{")]
-    if not lines:
-        return {"error": "the model resolver printed nothing (see stderr)", "kind": "unavailable"}
-    data = json.loads(lines[-1])
-    return data if isinstance(data, dict) else {"error": "unexpected resolver output", "kind": "unavailable"}
 
 
 def load_from_bento_store(tag: str, environ: Mapping[str, str]) -> ServedModel:

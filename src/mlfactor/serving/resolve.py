@@ -4,9 +4,11 @@ The worker starts this child first thing and, while it imports MLflow (the
 slowest import of the service), resolves each alias once with
 :func:`mlfactor.registry.resolve_model` and downloads the version's files,
 imports scikit-learn itself on the other core. The child prints one JSON line
-on stdout: ``{"models": [{name, version, run_id, git_commit, source, path}, ...]}``
-or ``{"error": ..., "kind": "not_found" | "invalid" | "unavailable"}``, and
-exits 0 or 1. Its own log lines go to stderr.
+on stdout, a :class:`ResolverAnswer`: the models found, or the failure and its
+:class:`FailureKind`, which the worker turns back into the matching error
+(:meth:`ResolverAnswer.raise_failure`): a missing model, a bad URI and a
+configuration or credentials problem fail at once (66, 65, 78); only an
+unreachable store is worth retrying (69). Its own log lines go to stderr.
 """
 
 from __future__ import annotations
@@ -14,11 +16,31 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import NoReturn
 
-from mlfactor.errors import MlfactorError, NotFoundError, ValidationError
+from mlfactor.errors import BackingServiceError, ConfigError, MlfactorError, NotFoundError, ValidationError
 from mlfactor.log import configure_logging
+from mlfactor.masking import mask_text
+
+CREDENTIAL_STATUSES = (401, 403)
+# botocore's names for refused or missing credentials (artifact stores on S3), matched without importing it
+CREDENTIAL_ERRORS = (
+    "NoCredentialsError",
+    "PartialCredentialsError",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+)
+
+
+class FailureKind(StrEnum):
+    """Why the child could not resolve the models."""
+
+    NOT_FOUND = "not_found"  # no such model, version or alias
+    INVALID = "invalid"  # the URI itself is wrong
+    CONFIG = "config"  # configuration or credentials refused: retrying cannot help
+    UNAVAILABLE = "unavailable"  # the store did not answer: worth retrying
 
 
 @dataclass(frozen=True)
@@ -33,6 +55,46 @@ class ResolvedFiles:
     path: str
 
 
+@dataclass(frozen=True)
+class ResolverAnswer:
+    """The child's one line: the models it resolved, or why it failed."""
+
+    models: list[ResolvedFiles] = field(default_factory=list)
+    error: str | None = None
+    kind: FailureKind | None = None
+
+    def to_json(self) -> str:
+        """The answer as one JSON line."""
+        return json.dumps({**asdict(self), "kind": self.kind.value if self.kind else None})
+
+    @classmethod
+    def from_output(cls, out: bytes) -> ResolverAnswer:
+        """Read the child's stdout (its last JSON line); an unreadable answer counts as unavailable."""
+        lines = [line for line in out.decode("utf-8", errors="replace").splitlines() if line.startswith("{")]
+        try:
+            data = json.loads(lines[-1])
+            if data.get("error"):
+                return cls(error=str(data["error"]), kind=FailureKind(data.get("kind") or "unavailable"))
+            return cls(models=[ResolvedFiles(**found) for found in data["models"]])
+        except (IndexError, ValueError, TypeError, KeyError, AttributeError):
+            return cls(
+                error="the model resolver gave no answer (see its stderr)", kind=FailureKind.UNAVAILABLE
+            )
+
+    def raise_failure(self) -> None:
+        """Raise the error the failure stands for; do nothing when the models were resolved."""
+        if self.error is None:
+            return
+        message = self.error
+        if self.kind is FailureKind.NOT_FOUND:
+            raise NotFoundError(message)
+        if self.kind is FailureKind.INVALID:
+            raise ValidationError("model URI", [message])
+        if self.kind is FailureKind.CONFIG:
+            raise ConfigError({"MLFLOW_TRACKING_URI": message})
+        raise BackingServiceError(message)
+
+
 def resolve_and_download(uris: list[str]) -> list[ResolvedFiles]:
     """Resolve every URI once against the configured registry and download its files."""
     import mlflow.artifacts  # the whole point is to import MLflow here only
@@ -42,7 +104,7 @@ def resolve_and_download(uris: list[str]) -> list[ResolvedFiles]:
     from mlfactor.tracking import connect
 
     settings = load_settings()
-    client = connect(settings, check=False)
+    client = connect(settings)  # a refused password or database name is a ConfigError here
     found = []
     for uri in uris:
         resolved = resolve_model(client, uri)
@@ -53,28 +115,41 @@ def resolve_and_download(uris: list[str]) -> list[ResolvedFiles]:
     return found
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Child-process entry point: print the resolved models (or the error) as one JSON line."""
+def classify(exc: BaseException) -> tuple[FailureKind, str]:
+    """The failure kind of ``exc`` and a one-line message for it."""
+    if isinstance(exc, NotFoundError):
+        return FailureKind.NOT_FOUND, str(exc)
+    if isinstance(exc, ValidationError):
+        return FailureKind.INVALID, str(exc)
+    if isinstance(exc, ConfigError):
+        return FailureKind.CONFIG, "; ".join(exc.problems.values()) or str(exc)
+    if isinstance(exc, MlfactorError):
+        return FailureKind.UNAVAILABLE, str(exc)
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    status = getattr(exc, "get_http_status_code", lambda: None)()
+    if (
+        status in CREDENTIAL_STATUSES
+        or type(exc).__name__ in CREDENTIAL_ERRORS
+        or any(code in first for code in CREDENTIAL_ERRORS)
+    ):
+        return FailureKind.CONFIG, f"the store refused our credentials: {type(exc).__name__}: {first}"
+    return FailureKind.UNAVAILABLE, f"{type(exc).__name__}: {first}"
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Child-process entry point: print the resolved models (or the failure) as one JSON line."""
     configure_logging("WARNING", "json", stream=sys.stderr)
     uris = list(sys.argv[1:] if argv is None else argv)
-    result: dict[str, Any]
     try:
-        result = {"models": [asdict(r) for r in resolve_and_download(uris)]}
-        code = 0
-    except NotFoundError as exc:
-        result, code = {"error": str(exc), "kind": "not_found"}, 1
-    except ValidationError as exc:
-        result, code = {"error": str(exc), "kind": "invalid"}, 1
-    except MlfactorError as exc:
-        result, code = {"error": str(exc), "kind": "unavailable"}, 1
-    except Exception as exc:  # noqa: BLE001 - any transport failure means "registry unavailable"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        result, code = {"error": f"{type(exc).__name__}: {first}", "kind": "unavailable"}, 1
+        answer = ResolverAnswer(models=resolve_and_download(uris))
+    except Exception as exc:  # noqa: BLE001 - every failure is reported, classified, on stdout
+        kind, message = classify(exc)
+        answer = ResolverAnswer(error=mask_text(message), kind=kind)
     logging.shutdown()
-    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.write(answer.to_json() + "\n")
     sys.stdout.flush()
-    return code
+    raise SystemExit(0 if answer.error is None else 1)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()
