@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from conftest import RegisteredModel
 from service_harness import FEATURES, Server, start_service
@@ -109,3 +110,23 @@ def test_missing_columns_are_refused_before_scoring(
     with pytest.raises(ValidationError, match=r"column 'petal_width' is missing.*Did you mean 'petal_widht'"):
         batch_score(registered_model.settings, inp, out)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("target", ["parquet", "csv"])
+def test_numeric_columns_stay_numeric_from_csv(
+    champion: tuple[RegisteredModel, Any], iris: pd.DataFrame, tmp_path: Path, target: str
+) -> None:
+    """CSV features come out typed by the signature (Parquet doubles, bare CSV numbers); the rest as read."""
+    inp, out = tmp_path / "in.csv", tmp_path / f"out.{target}"
+    iris.head(20).to_csv(inp, index=False)
+    registered, model = champion
+    batch_score(registered.settings, inp, out, model=model)
+    if target == "parquet":
+        types = pq.read_schema(out)
+        assert [str(types.field(name).type) for name in FEATURES] == ["double"] * len(FEATURES)
+        assert str(types.field("id").type) == "string"
+    else:
+        first = out.read_text(encoding="utf-8").splitlines()[1].split(",")
+        assert first[0] == '"row-0"'
+        assert [float(cell) for cell in first[1:5]] == iris.loc[0, FEATURES].tolist()
+        assert not any(cell.startswith('"') for cell in first[1:5])

@@ -28,7 +28,8 @@ import yaml
 from conftest import PROJECT_DIR, RegisteredModel
 from service_harness import free_port
 
-from mlfactor.deploy.container import bentoml_stores, stage_image_files
+from mlfactor.bento_store import bentoml_stores
+from mlfactor.deploy.container import stage_image_files
 from mlfactor.deploy.local import LocalProcess, local_process
 from mlfactor.deploy.render import render_release
 from mlfactor.release.build import BENTOFILE, build_bento, load_bentofile

@@ -25,9 +25,9 @@ from service_harness import FEATURES, Server, free_port
 from sklearn.datasets import load_iris
 
 from mlfactor.admin.batch_score import batch_score
+from mlfactor.bento_store import bentoml_stores
 from mlfactor.errors import ConfigError, NotFoundError
 from mlfactor.release import BuildResult, build_bento, create_release
-from mlfactor.release.build import use_bentoml_home
 from mlfactor.serving.launcher import serve_environment
 from mlfactor.settings import Settings, load_settings
 from mlfactor.tracking import connect
@@ -77,15 +77,15 @@ def _env_file(folder: Path, name: str, **values: str) -> Path:
 
 def test_build_packs_the_resolved_version_with_registry_labels(built: Built) -> None:
     """The Bento tag carries the model version; the model labels name registry version, run and commit."""
-    use_bentoml_home(built.settings)
-    bento = bentoml.bentos.get(built.build.bento_tag)
+    with bentoml_stores(built.settings):
+        bento = bentoml.bentos.get(built.build.bento_tag)
+        labels = bentoml.models.get(built.build.model_tag).info.labels
     assert bento.tag.version.startswith(f"v{built.model.version}-")
     assert built.build.model_version == built.model.version
     packed = [str(m.tag) for m in bento.info.models]
     assert packed == [built.build.model_tag]
     envs = {e.name: e.value for e in bento.info.envs}
     assert envs["MLFACTOR_BENTO_MODEL"] == built.build.model_tag
-    labels = bentoml.models.get(built.build.model_tag).info.labels
     assert labels["registered_model"] == "iris-classifier"
     assert labels["version"] == built.model.version
     assert labels["run_id"] == built.model.run_id
@@ -96,12 +96,12 @@ def test_build_packs_the_resolved_version_with_registry_labels(built: Built) -> 
 
 def test_serve_bento_applies_the_bentos_own_model_tag(built: Built) -> None:
     """`mlfactor serve --bento TAG` hands the worker the Bento's MLFACTOR_BENTO_MODEL; exported values win."""
-    use_bentoml_home(built.settings)
-    env = serve_environment(built.settings, bento=built.build.bento_tag)
+    with bentoml_stores(built.settings):
+        env = serve_environment(built.settings, bento=built.build.bento_tag)
+        with pytest.raises(NotFoundError, match="mlfactor build"):
+            serve_environment(built.settings, bento="no-such-bento:v1")
     assert env["MLFACTOR_BENTO_MODEL"] == built.build.model_tag
     assert env["BENTOML_HOST"] == built.settings.host  # the Bento's 0.0.0.0 does not override local settings
-    with pytest.raises(NotFoundError, match="mlfactor build"):
-        serve_environment(built.settings, bento="no-such-bento:v1")
 
 
 def test_building_again_from_the_same_inputs_gives_the_same_bento(built: Built) -> None:

@@ -31,10 +31,10 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from mlfactor.bento_store import bentoml_stores
 from mlfactor.errors import NotFoundError, ValidationError
 from mlfactor.log import event, get_logger
-from mlfactor.names import did_you_mean
-from mlfactor.release.build import use_bentoml_home
+from mlfactor.names import did_you_mean, rows_text
 from mlfactor.serving.model import load_from_bento_store, load_from_registry
 from mlfactor.settings import Settings
 
@@ -78,8 +78,8 @@ def file_format(path: Path, role: str) -> str:
 def load_served_model(settings: Settings, model_uri: str | None = None) -> Any:
     """Load the model the service would serve (same resolution, same loader)."""
     if settings.bento_model and model_uri is None:
-        use_bentoml_home(settings)
-        return load_from_bento_store(settings.bento_model, settings.environ)
+        with bentoml_stores(settings):
+            return load_from_bento_store(settings.bento_model, settings.environ)
     uri = model_uri or settings.resolved_model_uri
     return load_from_registry(settings, [uri])[uri]
 
@@ -111,14 +111,11 @@ def _parquet_batches(path: Path, chunk_rows: int) -> tuple[list[str], Iterator[p
 
 
 def _rows_text(rows: list[int], total: int, csv: bool) -> str:
-    shown = ", ".join(str(r) for r in rows[:MAX_ROWS_SHOWN])
-    more = f" and {total - MAX_ROWS_SHOWN} more" if total > MAX_ROWS_SHOWN else ""
-    lines = (
-        f" (CSV line{'s' if total != 1 else ''} {', '.join(str(r + 1) for r in rows[:MAX_ROWS_SHOWN])})"
-        if csv
-        else ""
-    )
-    return f"data row{'s' if total != 1 else ''} {shown}{more}{lines}"
+    """``data rows 1, 2 and 3 more (CSV lines 2, 3 and 3 more)``: data row numbers, and file lines for CSV."""
+    text = "data " + rows_text(rows, MAX_ROWS_SHOWN, total=total)
+    if csv:
+        text += f" (CSV {rows_text([r + 1 for r in rows], MAX_ROWS_SHOWN, total=total, noun='line')})"
+    return text
 
 
 @dataclass
@@ -287,7 +284,19 @@ def _score_piece(
         return  # keep reading to report every bad row, write nothing
     records = pa.Table.from_arrays(columns, names=schema.names).to_pylist()
     predictions = _predictions_array(served.predict(records))
-    writer.write(piece.append_column(prediction_column, predictions))
+    typed = dict(zip(schema.names, columns, strict=True))
+    out = [_as_written(piece.column(name), typed.get(name)) for name in names]
+    writer.write(pa.RecordBatch.from_arrays([*out, predictions], names=[*names, prediction_column]))
+
+
+def _as_written(read: pa.Array, typed: pa.Array | None) -> pa.Array:
+    """The column as written: text read from a CSV gets the signature's type (numbers stay numbers).
+
+    Columns the model does not use, and typed (Parquet) columns, are written as read.
+    """
+    if typed is not None and pa.types.is_string(read.type) and not pa.types.is_string(typed.type):
+        return typed
+    return read
 
 
 def batch_score(

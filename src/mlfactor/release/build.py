@@ -33,11 +33,9 @@ from typing import Any
 
 import bentoml
 import yaml
-from bentoml._internal.bento import BentoStore
-from bentoml._internal.configuration.containers import BentoMLContainer
-from bentoml._internal.models import ModelStore
 from bentoml.exceptions import BentoMLException, NotFound
 
+from mlfactor.bento_store import bentoml_stores
 from mlfactor.errors import MlfactorError, NotFoundError, ValidationError
 from mlfactor.log import event, get_logger
 from mlfactor.registry import ResolvedModel, resolve_model
@@ -87,26 +85,6 @@ def model_tag_for(resolved: ResolvedModel) -> str:
     """Return the BentoML model tag of a registered version: ``<name>:v<version>-<run id prefix>``."""
     run = (resolved.run_id or "norun")[:12]
     return f"{tag_part(resolved.name)}:{tag_part(f'v{resolved.version}-{run}')}"
-
-
-def use_bentoml_home(settings: Settings) -> None:
-    """Point this process's BentoML model and Bento stores at ``BENTOML_HOME`` of the settings' environment.
-
-    BentoML memoises its stores on first use, so setting ``bentoml_home`` alone
-    would not move them in a process that already used another home: the
-    store providers are set too.
-    """
-    home = settings.environ.get("BENTOML_HOME")
-    if not home:
-        return
-    root = Path(home)
-    for sub in ("bentos", "models"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    BentoMLContainer.bentoml_home.set(str(root))
-    BentoMLContainer.bento_store_dir.set(str(root / "bentos"))
-    BentoMLContainer.model_store_dir.set(str(root / "models"))
-    BentoMLContainer.bento_store.set(BentoStore(str(root / "bentos")))
-    BentoMLContainer.model_store.set(ModelStore(str(root / "models")))
 
 
 def load_bentofile(path: Path) -> dict[str, Any]:
@@ -301,7 +279,12 @@ def build_bento(
     resolved = resolve_model(client, uri)
     if resolved.status != "READY":
         raise ValidationError("model", [f"{resolved.uri} is {resolved.status}, not READY; wait and retry"])
-    use_bentoml_home(settings)
+    with bentoml_stores(settings):
+        return _build_in_store(settings, config, resolved)
+
+
+def _build_in_store(settings: Settings, config: dict[str, Any], resolved: ResolvedModel) -> BuildResult:
+    """Import the model and build the Bento in the store :func:`bentoml_stores` points at."""
     model_tag = model_tag_for(resolved)
     model, imported = import_model(resolved, model_tag)
     merged = merged_bentofile(

@@ -24,18 +24,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import bentoml
-from bentoml.exceptions import BentoMLException, NotFound
 from dotenv import dotenv_values
 from mlflow.entities import Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from mlfactor.aliases import current_user
+from mlfactor.bento_store import bentoml_stores, get_bento
 from mlfactor.errors import NotFoundError, ValidationError
 from mlfactor.log import event, get_logger
 from mlfactor.masking import is_secret_name
 from mlfactor.names import did_you_mean
-from mlfactor.release.build import BENTO_MODEL_ENV, use_bentoml_home
+from mlfactor.release.build import BENTO_MODEL_ENV
 from mlfactor.settings import Settings, load_settings
 from mlfactor.tags import (
     RELEASE_APP_TAG,
@@ -134,15 +133,8 @@ def read_env_file(path: Path) -> Settings:
 
 
 def _bento_info(settings: Settings, bento_tag: str) -> dict[str, str]:
-    use_bentoml_home(settings)
-    try:
-        bento = bentoml.bentos.get(bento_tag)
-    except (NotFound, BentoMLException, ValueError) as exc:
-        tags = [str(b.tag) for b in bentoml.bentos.list()]
-        raise NotFoundError(
-            f"Bento {bento_tag!r} is not in the BentoML store.{did_you_mean(bento_tag, tags)} "
-            f"Bentos: {', '.join(tags) or 'none: build one with `mlfactor build`'}."
-        ) from exc
+    with bentoml_stores(settings):
+        bento = get_bento(bento_tag)
     labels = dict(bento.info.labels or {})
     missing = [k for k in ("registered_model", "model_version", "model_tag") if not labels.get(k)]
     if missing:

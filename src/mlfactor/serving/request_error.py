@@ -16,11 +16,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from mlfactor.errors import ValidationError
+from mlfactor.names import MAX_SHOWN_ROWS as MAX_SHOWN_ROWS  # noqa: PLC0414 - re-exported for serving/
+from mlfactor.names import rows_text as rows_text  # noqa: PLC0414 - the one row-list formatter, re-exported
 
 Row = dict[str, Any]
 
 MAX_PROBLEMS = 20  # the most problems one error lists; the rest are counted in one last line
-MAX_SHOWN_ROWS = 5  # row numbers shown per problem before "and N more"
 _SHORT = 24
 
 # error_code, error_class and sqlstate as mlflow models serve answers them (mlflow.exceptions)
@@ -102,14 +103,3 @@ def names_text(names: Sequence[str], limit: int = 10) -> str:
     """Up to ``limit`` names, quoted, and how many more."""
     shown = ", ".join(name_text(n) for n in names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "") if names else "none"
-
-
-def rows_text(
-    rows: Sequence[int], limit: int = MAX_SHOWN_ROWS, *, total: int | None = None, noun: str = "row"
-) -> str:
-    """Row indices for a message: the first ``limit`` and how many more (``total``: all, if not listed)."""
-    count = len(rows) if total is None else total
-    shown = ", ".join(str(r) for r in rows[:limit])
-    word = noun if count == 1 else noun + "s"
-    rest = count - min(limit, len(rows))
-    return f"{word} {shown}" + (f" and {rest} more" if rest > 0 else "")
