@@ -68,6 +68,12 @@ COMMANDS: dict[str, CommandEntry] = {
         "mlfactor.cli.services_cmd:services",
         "Run the local production-like stack: mlflow server + PostgreSQL.",
     ),
+    "monitor": CommandEntry(
+        "mlfactor.cli.monitor_cmd:monitor", "Compare live traffic with the training data: drift."
+    ),
+    "experiment": CommandEntry(
+        "mlfactor.cli.monitor_cmd:experiment", "Analyse an A/B experiment between variants from its events."
+    ),
 }
 
 
