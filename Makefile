@@ -7,6 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV := $(BIN)/uv
 LOCK := requirements/lock.txt
+RUNTIME_LOCK := requirements/runtime.txt
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 PIPELINE ?= pipelines/train.yaml
@@ -81,9 +82,10 @@ K8S_OUT ?= build/k8s
 manifests: $(STAMP) ## Render Kubernetes manifests of RELEASE (current) into K8S_OUT (build/k8s); see docs/deploy.md
 	$(BIN)/mlfactor deploy render $(RELEASE) --out $(K8S_OUT)
 
-lock: ## Re-resolve requirements/lock.txt from pyproject.toml (uv pip compile)
+lock: ## Re-resolve both locks from pyproject.toml with uv: lock.txt (dev, make install) and runtime.txt (the Bento)
 	@test -x $(UV) || { $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"; }
 	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o $(LOCK)
+	$(UV) pip compile pyproject.toml --python-version 3.11 --generate-hashes --constraint $(LOCK) -o $(RUNTIME_LOCK)
 
 clean: ## Remove generated files (keeps .venv and the local MLflow store)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build dist src/*.egg-info output

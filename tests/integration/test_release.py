@@ -59,7 +59,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     project = folder / "project"
     skip = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(PROJECT_DIR / "src" / "mlfactor", project / "src" / "mlfactor", ignore=skip)
-    for name in ("bentofile.yaml", "service.py", "pyproject.toml", "requirements/lock.txt"):
+    for name in ("bentofile.yaml", "service.py", "pyproject.toml", "requirements/runtime.txt"):
         (project / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(PROJECT_DIR / name, project / name)
     env = {**store_environment(folder), "MLFACTOR_PROJECT_DIR": str(project)}
@@ -92,6 +92,28 @@ def test_build_packs_the_resolved_version_with_registry_labels(built: Built) -> 
     assert "git_commit" in labels
     requirements = Path(bento.path, "env", "python", "requirements.txt").read_text(encoding="utf-8")
     assert "scikit-learn==" in requirements  # pinned, the model's own requirement included
+
+
+DEV_TOOLS = (
+    "pytest",
+    "pytest-timeout",
+    "pytest-xdist",
+    "mypy",
+    "ruff",
+    "nbval",
+    "jupyterlab",
+    "jupyter-server",
+)
+
+
+def test_the_bento_carries_the_runtime_lock_without_dev_tools(built: Built) -> None:
+    """The Bento installs requirements/runtime.txt: the kernel tooling pipelines need; no test, lint, lab."""
+    with bentoml_stores(built.settings):
+        bento = bentoml.bentos.get(built.build.bento_tag)
+    text = Path(bento.path, "env", "python", "requirements.txt").read_text(encoding="utf-8")
+    names = {line.split("==")[0].strip().lower() for line in text.splitlines() if "==" in line}
+    assert {"papermill", "ipykernel", "mlflow", "bentoml"} <= names
+    assert names.isdisjoint(DEV_TOOLS), sorted(names & set(DEV_TOOLS))
 
 
 def test_serve_bento_applies_the_bentos_own_model_tag(built: Built) -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import re
+import sys
+import tomllib
 from pathlib import Path
 
 import click
@@ -84,3 +88,36 @@ def test_root_help_lists_each_command_with_its_own_summary() -> None:
         command = cli.get_command(click.Context(cli), name)
         assert command is not None
         assert command.get_short_help_str(limit=200) == entry.summary, name
+
+
+def _imported_top_modules() -> dict[str, str]:
+    """Top-level modules imported anywhere in mlfactor and service.py, with one file importing each."""
+    found: dict[str, str] = {}
+    for path in [*sorted((PROJECT / "src" / "mlfactor").rglob("*.py")), PROJECT / "service.py"]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                found.setdefault(name.split(".")[0], str(path.relative_to(PROJECT)))
+    return found
+
+
+def test_every_imported_package_is_a_declared_runtime_dependency() -> None:
+    """Each third-party package the code imports is in pyproject's dependencies, not installed by chance."""
+    declared = {
+        re.split(r"[\s<>=\[;]", spec, maxsplit=1)[0].lower().replace("_", "-")
+        for spec in tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]["dependencies"]
+    }
+    distributions = importlib.metadata.packages_distributions()
+    undeclared = {}
+    for module, where in _imported_top_modules().items():
+        if module in sys.stdlib_module_names or module == "mlfactor":
+            continue
+        names = {d.lower().replace("_", "-") for d in distributions.get(module, [module])}
+        if not names & declared:
+            undeclared[module] = where
+    assert undeclared == {}, "declare these in pyproject.toml [project] dependencies"

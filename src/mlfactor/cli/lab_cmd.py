@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 
 import click
 
 from mlfactor.cli.common import start
-from mlfactor.errors import ExitCode, exit_codes_help
+from mlfactor.errors import ExitCode, NotFoundError, exit_codes_help
 from mlfactor.lab import lab_command
 
 
 @click.command(
     "lab",
     context_settings={"ignore_unknown_options": True},
-    epilog=exit_codes_help(ExitCode.CONFIG) + " Otherwise JupyterLab's own exit code.",
+    epilog=exit_codes_help(
+        ExitCode.USAGE,
+        ExitCode.NOT_FOUND,
+        ExitCode.CONFIG,
+        said={ExitCode.NOT_FOUND: "JupyterLab not installed"},
+    )
+    + " Otherwise JupyterLab's own exit code.",
 )
 @click.option(
     "--port",
@@ -35,6 +42,11 @@ def lab(port: int, no_browser: bool, jupyter_args: tuple[str, ...]) -> None:
     interactively and scheduled. Extra arguments go to `jupyter lab`.
     """
     settings = start()
+    if importlib.util.find_spec("jupyterlab") is None:
+        raise NotFoundError(
+            "JupyterLab is not installed here: it is a development tool, left out of the runtime image. "
+            "Install the development environment with `make install` (or `pip install jupyterlab`)."
+        )
     argv, env = lab_command(
         settings, sys.executable, port=port, open_browser=not no_browser, extra=jupyter_args
     )
