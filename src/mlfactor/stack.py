@@ -147,15 +147,15 @@ def _forward_line(line: str, target: Any) -> None:
             sys.stdout.write(text + "\n")
             sys.stdout.flush()
             return
-    level, source, message = "INFO", "mlflow.server", text
+    levels = logging.getLevelNamesMapping()
+    level, source, message = logging.INFO, "mlflow.server", text
     if match := _MLFLOW_LINE.match(text):
-        level, source, message = match["level"], match["logger"], match["msg"]
+        level, source, message = levels.get(match["level"], logging.INFO), match["logger"], match["msg"]
     elif match := _UVICORN_LINE.match(text):
-        level, source, message = match["level"], "uvicorn", match["msg"]
+        level, source, message = levels.get(match["level"], logging.INFO), "uvicorn", match["msg"]
     elif _WARNING_LINE.match(text):
-        level = "WARNING"
-    numeric = logging.getLevelNamesMapping().get(level, logging.INFO)
-    event(target, "mlflow_server_output", level=numeric, source=source, message=message)
+        level = logging.WARNING
+    event(target, "mlflow_server_output", level=level, source=source, message=message)
 
 
 def _pump(stream: Iterable[str] | None) -> None:
