@@ -16,7 +16,7 @@ SERVICES_DATABASE_URI ?= postgresql://postgres@127.0.0.1:5432/mlfactor
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export BENTOML_DO_NOT_TRACK ?= true
 
-.PHONY: help install run pipeline serve lab ui test lint lock clean services services-stop bench-cli bench-serve bench-batch bench-pipeline
+.PHONY: help install run pipeline serve lab ui test lint lock clean services services-stop bench-cli bench-serve bench-batch bench-pipeline bench-monitor
 
 help: ## List the targets (coloured only on a terminal, and never with NO_COLOR set)
 	@if [ -t 1 ] && [ -z "$$NO_COLOR" ]; then on='\033[36m'; off='\033[0m'; else on=''; off=''; fi; \
@@ -75,6 +75,9 @@ bench-pipeline: $(STAMP) ## Demo pipeline: mlfactor run vs plain papermill vs a 
 SIZES_MB ?= 10,40,160
 bench-batch: $(STAMP) ## Peak RSS of `mlfactor admin batch-score` as the scored file grows (SIZES_MB=10,40,160)
 	$(BIN)/python benchmarks/bench_batch.py --sizes-mb $(SIZES_MB) --out benchmarks/results/bench-batch-latest.json
+
+bench-monitor: $(STAMP) ## Events/s of `monitor drift` and `experiment report`; A/A false positives, power, drift delay
+	$(BIN)/python benchmarks/bench_monitor.py --out benchmarks/results/bench-monitor-latest.json
 
 RELEASE ?= current
 K8S_OUT ?= build/k8s
