@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+from mlfactor.kernel_setup import INLINE_BACKEND
 from mlfactor.settings import Settings
 
 
@@ -19,7 +20,8 @@ def lab_command(
     """Return the argv and environment that start JupyterLab on the project's notebooks.
 
     The environment is :meth:`Settings.child_environment`, the same one the
-    pipeline runner hands to kernels: JupyterLab's kernels inherit it.
+    pipeline runner hands to kernels (inline matplotlib backend included):
+    JupyterLab's kernels inherit it.
     """
     argv = [
         python,
@@ -35,4 +37,6 @@ def lab_command(
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         argv.append("--allow-root")  # containers and CI run as root; JupyterLab refuses without it
     argv += list(extra)
-    return argv, settings.child_environment()
+    env = settings.child_environment()
+    env["MPLBACKEND"] = INLINE_BACKEND  # figures render in the notebook whatever the shell exported
+    return argv, env

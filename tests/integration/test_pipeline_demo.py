@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -112,3 +113,15 @@ def test_executed_notebooks_stay_out_of_the_repository(demo: DemoRuns) -> None:
     for notebook in (PROJECT_DIR / "notebooks").glob("*.ipynb"):
         cells = json.loads(notebook.read_text())["cells"]
         assert not any(c.get("outputs") for c in cells if c["cell_type"] == "code"), notebook
+
+
+def test_executed_notebooks_read_well(demo: DemoRuns) -> None:
+    """The confusion matrix is an inline PNG in the kept notebook and its HTML; no tqdm or kernel noise."""
+    train = Path(demo.first.summary["steps"]["train"]["notebook"])
+    cells = json.loads(train.read_text())["cells"]
+    figure = next(c for c in cells if "confusion_matrix.png" in "".join(c["source"]))
+    assert any("image/png" in o.get("data", {}) for o in figure["outputs"])
+    assert re.search(r'<img [^>]*src="data:image/png;base64,', train.with_suffix(".html").read_text())
+    for step in demo.first.summary["steps"].values():
+        assert "TqdmWarning" not in Path(step["notebook"]).read_text()
+    assert "without encryption" not in demo.first.stderr and "IPKernelApp" not in demo.first.stderr

@@ -1,4 +1,4 @@
-"""Secret safety: canary secrets used by notebooks never reach notebooks, metadata, artifacts, the store or logs."""
+"""Secret safety: canaries used by notebooks never reach notebooks, metadata, artifacts, the store or logs."""
 
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def test_secret_parameter_is_refused_before_any_kernel(tmp_path: Path) -> None:
 
 @dataclass
 class LeakRun:
-    """A pipeline whose first notebook sends two canaries every way out of a kernel; the second fails on them."""
+    """A pipeline whose first notebook sends two canaries every way out of a kernel; the second fails."""
 
     result: Finished
     canaries: tuple[str, str]
@@ -126,7 +126,7 @@ def _store_text(client: MlflowClient, into: Path) -> str:
 
 
 def test_secrets_are_masked_on_every_way_out(leak_run: LeakRun) -> None:
-    """Summary, stderr, events, tags, params, metric names, summary.json, notebooks, HTML, fd output: masked."""
+    """Summary, stderr, events, tags, params, metric names, summary.json, notebooks, HTML, fd output."""
     result = leak_run.result
     assert result.returncode == 1, result.stderr
     assert "ValueError: boom: value was *** ***" in result.stderr
@@ -141,6 +141,7 @@ def test_secrets_are_masked_on_every_way_out(leak_run: LeakRun) -> None:
     assert fail.data.params["value"] == "*** ***" and fail.data.tags["mlfactor.error"].endswith("*** ***")
     kernel_log = Path(summary["steps"]["leak"]["notebook"]).with_suffix(".kernel.log").read_text()
     assert {"fd1 ***", "fd2 ***", "C ***", "child ***"} <= set(kernel_log.splitlines())
+    assert "fd1" not in result.stderr and "fd2" not in result.stderr, "kernel output stays off the terminal"
     stored = _store_text(leak_run.client, leak_run.folder / "downloaded")
     assert "summary.json" in {a.path for a in leak_run.client.list_artifacts(summary["run_id"])}
     for canary in leak_run.canaries:

@@ -12,6 +12,7 @@ prints as its final JSON line.
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 import time
@@ -24,6 +25,7 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from mlfactor import tags
 from mlfactor.errors import ExitCode, InterruptedRunError, MlfactorError, StepFailedError
 from mlfactor.log import bind, event, get_logger
 from mlfactor.masking import mask_data, mask_key, mask_text, remember_secrets, secret_values
@@ -36,9 +38,13 @@ from mlfactor.pipeline.progress import NullProgress, Progress
 from mlfactor.pipeline.step import StepContext, StepResult, run_step
 from mlfactor.settings import Settings
 from mlfactor.signals import StopRequest, handle_stop_signals
+from mlfactor.tags import RunStatus
 from mlfactor.tracking import connect, ensure_experiment
 
 logger = get_logger(__name__)
+LINEAGE_DIR = "lineage"
+PARAMETERS_FILE = "parameters.json"
+"""In the parent run's ``lineage/``: each step's parameters as planned, typed (references as written)."""
 NOT_STARTED = "NOT_STARTED"
 
 
@@ -98,12 +104,17 @@ def run_pipeline(
     progress: Progress | None = None,
     tags: Mapping[str, str] | None = None,
     client: MlflowClient | None = None,
+    experiment: str | None = None,
 ) -> PipelineResult:
-    """Run every step of ``plan``; return the result (notebook failures do not raise)."""
+    """Run every step of ``plan``; return the result (notebook failures do not raise).
+
+    ``experiment`` replaces the pipeline's own (``mlfactor reproduce`` runs into a separate one).
+    """
     spec = plan.spec
     remember_secrets(secret_values(settings.environ))
     client = client or connect(settings)
-    experiment_id = ensure_experiment(client, spec.experiment, settings)
+    experiment_name = experiment or spec.experiment
+    experiment_id = ensure_experiment(client, experiment_name, settings)
     run_tags = {**lineage.pipeline_tags(spec.name, spec.path, spec.sha256, spec.project_dir), **(tags or {})}
     packages = lineage.installed_packages()
     run_tags.update(lineage.package_tags(packages))
@@ -111,18 +122,20 @@ def run_pipeline(
     run_id = parent.info.run_id
     out = (output_dir or settings.project_dir / "output" / "pipelines" / spec.name) / run_id
     out.mkdir(parents=True, exist_ok=True)
-    packages_file = out / "packages.txt"
+    recorded = out / LINEAGE_DIR
+    packages_file = recorded / "packages.txt"
     write_atomic(packages_file, lineage.packages_text(packages))
+    write_atomic(recorded / PARAMETERS_FILE, json.dumps(mask_data(plan.parameters), indent=1))
+    write_atomic(recorded / spec.path.name, spec.path.read_text(encoding="utf-8"))
     params = lineage.flatten_parameters(plan.parameters)
     client.log_batch(run_id, params=[Param(mask_key(k), mask_text(v)) for k, v in params.items()])
-    client.log_artifact(run_id, str(packages_file), "lineage")
-    client.log_artifact(run_id, str(spec.path), "lineage")
+    client.log_artifacts(run_id, str(recorded), LINEAGE_DIR)
     with bind(pipeline=spec.name, pipeline_run_id=run_id):
         event(
             logger,
             "pipeline_started",
             run_id=run_id,
-            experiment=spec.experiment,
+            experiment=experiment_name,
             steps=spec.step_names,
             file=spec.relative_path,
             output_dir=str(out),
@@ -250,12 +263,12 @@ class _Scheduler:
                 "step_finished",
                 level=40,
                 step=name,
-                status="FAILED",
+                status=RunStatus.FAILED,
                 error="StepFailedError",
                 message=str(error),
                 exit_code=int(error.exit_code),
             )
-            self.results[name] = StepResult(name, "FAILED", error=error)
+            self.results[name] = StepResult(name, RunStatus.FAILED, error=error)
             self.failed = True
             return None
 
@@ -318,11 +331,11 @@ class _Scheduler:
                 "kernels were shut down and their partial notebooks kept.",
                 signal_number=self.signum,
             )
-            status = "KILLED"
+            status = RunStatus.KILLED
         else:
             failures = [r.error for r in steps.values() if r.error is not None]
             error = failures[0] if failures else None
-            status = "FAILED" if error is not None else "FINISHED"
+            status = RunStatus.FAILED if error is not None else RunStatus.FINISHED
         return PipelineResult(
             self.plan.spec.name,
             self.run_id,
@@ -351,15 +364,15 @@ def _record_outcome(client: MlflowClient, plan: Plan, result: PipelineResult) ->
                     key = mask_key(f"{metric.step}.{metric.name}")
                     client.log_batch(result.run_id, metrics=[Metric(key, value, int(time.time() * 1000), 0)])
                     result.metric = {"name": key, "value": value, "goal": metric.goal}
-        tags = [RunTag(lineage.STATUS_TAG, result.status)]
-        tags += [
-            RunTag(mask_key(f"{lineage.OUTPUT_TAG_PREFIX}{s}.{k}"), mask_text(str(v))[:5000])
+        outcome = [RunTag(tags.STATUS_TAG, result.status)]
+        outcome += [
+            RunTag(mask_key(f"{tags.OUTPUT_TAG_PREFIX}{s}.{k}"), mask_text(str(v))[:5000])
             for s, values in result.outputs.items()
             for k, v in values.items()
         ]
         if result.error is not None:
-            tags.append(RunTag(lineage.ERROR_TAG, mask_text(str(result.error))[:5000]))
-        client.log_batch(result.run_id, tags=tags)
+            outcome.append(RunTag(tags.ERROR_TAG, mask_text(str(result.error))[:5000]))
+        client.log_batch(result.run_id, tags=outcome)
         client.log_dict(result.run_id, result.summary(), "summary.json")
     except Exception as exc:  # noqa: BLE001 - the run must still be ended
         event(logger, "pipeline_record_failed", level=40, error=str(exc)[:300])

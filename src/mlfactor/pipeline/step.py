@@ -259,7 +259,8 @@ def kernel_environment(ctx: StepContext, run_id: str, outputs_file: Path) -> dic
     ``MLFLOW_RUN_ID`` makes ``mlflow.start_run()`` (and autologging) attach to
     the step's run, so runs the notebook opens with ``nested=True`` become its
     children; figures use the inline backend; MLflow's artifact progress bars
-    (tqdm, which warns without ipywidgets) stay off.
+    (tqdm, which warns without ipywidgets) stay off; log lines in the notebook
+    are written for a person (console format).
     """
     return ctx.settings.child_environment(
         extra={
@@ -270,6 +271,7 @@ def kernel_environment(ctx: StepContext, run_id: str, outputs_file: Path) -> dic
             "MLFLOW_EXPERIMENT_ID": ctx.experiment_id,
             "MLFLOW_TRACKING_URI": ctx.settings.tracking_uri,
             "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+            "MLFACTOR_LOG_FORMAT": "console",  # the notebook is read by a person; the runner logs JSON
             "MPLBACKEND": INLINE_BACKEND,
             "PYDEVD_DISABLE_FILE_VALIDATION": "1",
         }
