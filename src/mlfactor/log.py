@@ -18,9 +18,10 @@ import json
 import logging
 import sys
 from collections.abc import Iterator, Mapping
-from types import MappingProxyType
+from types import MappingProxyType, ModuleType
 from typing import IO, Any
 
+from mlfactor.import_hooks import after_import
 from mlfactor.masking import mask_text
 
 ROUTED_LOGGERS = (
@@ -47,6 +48,8 @@ _context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
     "mlfactor_log_context", default=_EMPTY
 )
 _secrets: list[str] = []
+_routed_level: list[int] = []  # the level configure_logging set, until reset_logging
+_hooked: list[bool] = []  # the after-import hook is registered once per process
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
     "message",
     "asctime",
@@ -161,15 +164,32 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(numeric)
+    _routed_level[:] = [numeric]
+    _route_libraries(numeric)
+    # MLflow installs its own stderr handler when it is first imported, which commands now do
+    # after this call: route its logger again right then.
+    if not _hooked and "mlflow" not in sys.modules:
+        after_import("mlflow", _route_again)
+        _hooked.append(True)
+    logging.captureWarnings(True)
+    _secrets[:] = list(secrets or [])
+    return handler
+
+
+def _route_libraries(level: int) -> None:
+    """Drop the libraries' own handlers so their records reach the root handler, at ``level`` or quieter."""
     for name in ROUTED_LOGGERS:
         routed = logging.getLogger(name)
         for old in list(routed.handlers):
             routed.removeHandler(old)
         routed.propagate = True
-        routed.setLevel(max(numeric, _QUIET_LOGGERS.get(name, logging.NOTSET)))
-    logging.captureWarnings(True)
-    _secrets[:] = list(secrets or [])
-    return handler
+        routed.setLevel(max(level, _QUIET_LOGGERS.get(name, logging.NOTSET)))
+
+
+def _route_again(module: ModuleType) -> None:
+    """After a library's first import (which may configure its loggers): route them as configured."""
+    if _routed_level:
+        _route_libraries(_routed_level[0])
 
 
 def reset_logging() -> None:
@@ -190,3 +210,5 @@ def reset_logging() -> None:
         routed.disabled = False
     logging.captureWarnings(False)
     _secrets.clear()
+    _routed_level.clear()
+    _hooked.clear()

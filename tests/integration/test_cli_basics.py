@@ -230,3 +230,18 @@ def test_make_help_has_no_colour_codes_off_a_terminal() -> None:
     )
     assert "\x1b[" not in done.stdout
     assert "  ui " in done.stdout and "  bench-cli " in done.stdout
+
+
+def test_mlflow_s_own_log_lines_join_the_json_stream(tmp_path: Path) -> None:
+    """MLflow, imported after logging is configured, logs JSON on stdout too, never plain text on stderr."""
+    # `run` imports MLflow only after it configured logging; on a fresh store MLflow logs creating
+    # its tables, then the command stops: there is no release to render the sweep for.
+    args = ["run", "pipelines/train.yaml", "--sweep", "train.C=1,2", "--render-k8s", str(tmp_path / "k8s")]
+    done = subprocess.run(
+        [MLFACTOR, *args], env=store_environment(tmp_path), cwd=PROJECT_DIR, capture_output=True, text=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 66, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert any(e.get("logger", "").startswith("mlflow.store") for e in events), done.stdout
+    assert "mlflow.store.db.utils" not in done.stderr
