@@ -139,3 +139,23 @@ def test_shadow_and_feedback_events_are_not_counted() -> None:
     ]
     report = check_drift(events, profile=profile)
     assert report.groups[0].events == 1
+
+
+def test_events_are_not_kept_once_counted() -> None:
+    """The check holds no reference to the events it read: memory does not grow with the stream."""
+    import gc
+    import weakref
+
+    rng = np.random.default_rng(6)
+    profile = profile_frame(_frame(rng, 300))
+    seen: list[weakref.ref[EventLine]] = []
+
+    def stream() -> Iterator[EventLine]:
+        for item in _events(rng, 3000):
+            seen.append(weakref.ref(item))
+            yield item
+
+    report = check_drift(stream(), profile=profile)
+    gc.collect()
+    assert report.groups[0].rows == 3000
+    assert sum(ref() is not None for ref in seen) == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -134,3 +135,23 @@ def test_values_give_the_mean_and_lower_can_be_better() -> None:
     assert report.metric == "mean_value" and report.ratio is None
     assert report.decision is Decision.CHALLENGER_BETTER
     assert abs(report.variants[1].metric.mean - 9.0) < 0.2
+
+
+def test_matched_pairs_are_forgotten() -> None:
+    """Once a prediction meets its feedback neither is kept: only unmatched request ids stay in memory."""
+    import gc
+    import weakref
+
+    events = _experiment(np.random.default_rng(8), {"champion": 0.8, "challenger": 0.8}, 500)
+    seen: list[weakref.ref[EventLine]] = []
+
+    def stream() -> Iterator[EventLine]:
+        while events:
+            item = events.pop(0)
+            seen.append(weakref.ref(item))
+            yield item
+
+    report = analyse_experiment(stream())
+    gc.collect()
+    assert [v.joined for v in report.variants] == [500, 500]
+    assert sum(ref() is not None for ref in seen) == 0
