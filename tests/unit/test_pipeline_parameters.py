@@ -12,6 +12,7 @@ from mlfactor.pipeline.parameters import (
     inspect_parameters,
     name_problems,
     parse_override,
+    python_parameters,
     references,
     resolve_references,
     syntax_problem,
@@ -139,3 +140,26 @@ def test_magics_in_a_parameters_cell_are_valid() -> None:
     """IPython syntax (a line magic) in the parameters cell is not a syntax error."""
     assert syntax_problem("%matplotlib inline\nC = 1.0\n") is None
     assert syntax_problem("%matplotlib inline\nC = (\n") is not None
+
+
+def test_python_parameters_read_the_cell_like_papermill_without_importing_it() -> None:
+    """Assignments give name, type (annotation, type comment or literal) and default; magics are skipped."""
+    source = (
+        "# tuning\n"
+        "C = 1.0  # regularisation\n"
+        "max_iter: int = 200\n"
+        "name: 'str' = \"x\"\n"
+        "tags = [\n    'a',\n    'b',\n]\n"
+        "seed = 7  # type: int\n"
+        "%matplotlib inline\n"
+        "a = b = 3\n"
+    )
+    found = {p.name: (p.type_name, p.default) for p in python_parameters(source)}
+    assert found == {
+        "C": ("float", "1.0"),
+        "max_iter": ("int", "200"),
+        "name": ("str", '"x"'),
+        "tags": ("list", "[\n    'a',\n    'b',\n]"),
+        "seed": ("int", "7"),
+    }
+    assert [p.name for p in python_parameters("C = 1.0\nmax_iter = (200")] == ["C"]
