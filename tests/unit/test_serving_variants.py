@@ -6,7 +6,8 @@ from collections import Counter
 
 import pytest
 
-from mlfactor.serving.variants import assign_variant, parse_weights, variant_ref_uri
+from mlfactor.serving.variants import assign_variant, variant_ref_uri
+from mlfactor.syntax import parse_weights
 
 WEIGHTS = (("champion", 90), ("challenger", 10))
 

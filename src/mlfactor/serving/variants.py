@@ -44,19 +44,3 @@ def assign_variant(key: str, weights: Sequence[tuple[str, int]]) -> str:
 def new_key() -> str:
     """Return a random request key, for requests that carry none."""
     return secrets.token_hex(8)
-
-
-def parse_weights(raw: str, known: Sequence[str]) -> tuple[tuple[str, int], ...]:
-    """Parse ``champion=50,challenger=50`` restricted to ``known`` variants; ValueError otherwise."""
-    pairs: list[tuple[str, int]] = []
-    for item in raw.split(","):
-        name, sep, weight = item.strip().partition("=")
-        name = name.strip()
-        if not sep or not weight.strip().isdigit():
-            raise ValueError(f"'{item.strip()}' is not NAME=WEIGHT with a whole-number weight")
-        if name not in known:
-            raise ValueError(f"'{name}' is not a loaded variant (loaded: {', '.join(known)})")
-        pairs.append((name, int(weight)))
-    if sum(weight for _, weight in pairs) <= 0:
-        raise ValueError("the weights add up to 0")
-    return tuple(pairs)
