@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mlfactor.monitoring.drift import DriftReport, FeatureDrift
+from mlfactor.monitoring.drift_tests import CHI_SQUARED, KS
 from mlfactor.monitoring.experiment import ExperimentReport
 
 _STYLE = (
@@ -85,7 +86,8 @@ def _plot(feature: FeatureDrift) -> str:
         ax.stairs(inner_ref, edges, label="training")
         ax.stairs(inner_cur, edges, label="live")
         ax.set_ylabel("density")
-    ax.set_title(f"{feature.feature}: {feature.test} {_number(feature.score)}", fontsize=9)
+    measure = "p" if feature.test in {KS, CHI_SQUARED} else "distance"
+    ax.set_title(f"{feature.feature}: {feature.test} {measure} = {_number(feature.score)}", fontsize=9)
     ax.legend(fontsize=7)
     buffer = io.BytesIO()
     fig.tight_layout()
