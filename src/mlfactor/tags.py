@@ -46,6 +46,10 @@ RELEASE_WHO_TAG = "mlfactor.release.who"
 ALIAS_MOVE_TAG_PREFIX = "mlfactor.alias_move."
 LOCK_TAG = "mlfactor.lock"
 
+# Reproductions (mlfactor reproduce): the report, linked from the original and the re-run.
+REPRODUCE_REPORT_TAG = "mlfactor.reproduce.report"
+REPRODUCE_OF_TAG = "mlfactor.reproduce.of"
+
 # MLflow's own tags that mlfactor sets or reads.
 PARENT_RUN_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"

@@ -49,6 +49,9 @@ COMMANDS: dict[str, CommandEntry] = {
         "mlfactor.cli.registry_cmd:rollback", "Move ALIAS of MODEL back to the version it held before."
     ),
     "history": CommandEntry("mlfactor.cli.registry_cmd:history", "List the recorded alias moves of MODEL."),
+    "reproduce": CommandEntry(
+        "mlfactor.cli.reproduce_cmd:reproduce", "Rebuild a registered version from its lineage and compare."
+    ),
     "build": CommandEntry(
         "mlfactor.cli.release_cmd:build", "Build a Bento carrying one concrete model version."
     ),
