@@ -47,6 +47,18 @@ def _break_if_stale(client: MlflowClient, name: str, stale_after: float) -> None
             event(logger, "registry_lock_broken", lock=name, stale_after_s=stale_after)
 
 
+def _held_by_another(exc: MlflowException) -> bool:
+    """True when creating the lock failed because another process holds (or just released) it.
+
+    The SQL store answers a duplicate name by reading the existing model; when its holder deleted
+    it in between, that read fails with RESOURCE_DOES_NOT_EXIST: the lock was held, so try again.
+    """
+    code = str(exc.error_code)
+    return (
+        "ALREADY_EXISTS" in code or "already exists" in str(exc).lower() or "RESOURCE_DOES_NOT_EXIST" in code
+    )
+
+
 @contextlib.contextmanager
 def alias_lock(
     client: MlflowClient, model: str, alias: str, *, timeout: float = 60.0, stale_after: float = 120.0
@@ -60,7 +72,7 @@ def alias_lock(
             client.create_registered_model(name, tags={LOCK_TAG: "true"})
             break
         except MlflowException as exc:
-            if "ALREADY_EXISTS" not in str(exc.error_code) and "already exists" not in str(exc).lower():
+            if not _held_by_another(exc):
                 raise
         if time.monotonic() > deadline:
             raise LockTimeoutError(
