@@ -39,7 +39,9 @@ _SECRET_SUFFIXES = (
 _SECRET_WORDS = re.compile(
     r"(token|secret|password|passwd|credential|(^|_)key($|_)|apikey|api_key)", re.IGNORECASE
 )
-_URI_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]+:)(?P<password>[^@\s]+)(?P<tail>@)")
+# Starts with the literal "://" so the engine skips ahead to candidates: linear on a 300 kB HTML
+# page with an inline PNG, where a pattern starting at the scheme tries every letter (1000x slower).
+_URI_PASSWORD = re.compile(r"(?P<head>://[^:/@\s]+:)(?P<password>[^@\s]+)(?P<tail>@)")
 _remembered: set[str] = set()
 _lock = threading.Lock()
 

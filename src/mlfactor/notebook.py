@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlfactor import tags
 from mlfactor.errors import ConfigError, ValidationError
 from mlfactor.log import configure_logging, event, get_logger
 from mlfactor.masking import remember_secrets, secret_values
@@ -62,7 +63,7 @@ class NotebookContext:
         path = self.settings.outputs_file
         if path is not None:
             _write_outputs(path, name, value)
-        self.client.set_tag(self.run_id, f"mlfactor.output.{name}", str(value)[:5000])
+        self.client.set_tag(self.run_id, f"{tags.OUTPUT_TAG_PREFIX}{name}", str(value)[:5000])
         event(logger, "output_recorded", output=name, run_id=self.run_id)
 
     def secret(self, name: str) -> str:
@@ -147,13 +148,13 @@ def start(experiment: str | None = None, *, run_name: str | None = None) -> Note
     else:
         name = experiment or settings.experiment
         experiment_id = ensure_experiment(client, name, settings)
-        tags = {**git_info(Path.cwd()).tags(), "mlfactor.source": "interactive"}
+        run_tags = {**git_info(Path.cwd()).tags(), tags.SOURCE_TAG: "interactive"}
         from mlfactor.version import mlfactor_version
 
-        tags["mlfactor.version"] = mlfactor_version()
-        run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
+        run_tags[tags.VERSION_TAG] = mlfactor_version()
+        run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=run_tags)
         managed = False
-    pipeline_run_id = run.data.tags.get("mlfactor.pipeline.run_id") if managed else None
+    pipeline_run_id = run.data.tags.get(tags.PIPELINE_RUN_TAG) if managed else None
     _current = NotebookContext(
         settings, client, run.info.run_id, run.info.experiment_id, managed, pipeline_run_id
     )

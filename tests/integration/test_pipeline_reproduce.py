@@ -11,9 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import RegisteredModel
 from mlflow.tracking import MlflowClient
 from pipeline_harness import PROJECT_DIR, Finished, run_mlfactor
 
+from mlfactor.registry import resolve_model
+from mlfactor.reproduce import NotReproducibleError
 from mlfactor.settings import sandbox_environment
 
 pytestmark = pytest.mark.slow
@@ -121,3 +124,28 @@ def test_a_version_trained_from_a_dirty_tree_cannot_be_reproduced(project: Proje
     assert result.summary["status"] == "NOT_REPRODUCIBLE"
     assert "the git tree was dirty when it was trained" in result.summary["reason"]
     assert "dirty" in result.stderr and not result.named("pipeline_started")
+
+
+def test_a_version_without_pipeline_lineage_cannot_be_reproduced(registered_model: RegisteredModel) -> None:
+    """A version registered outside `mlfactor run` has no lineage to rebuild from: exit-65 error."""
+    from mlfactor.reproduce.record import read_record
+    from mlfactor.tracking import connect
+
+    client = connect(registered_model.settings)
+    with pytest.raises(NotReproducibleError) as caught:
+        read_record(
+            client, resolve_model(client, f"models:/{registered_model.name}/{registered_model.version}")
+        )
+    assert "it has no pipeline lineage" in caught.value.reason
+    assert caught.value.exit_code == 65
+
+
+def test_an_unknown_commit_cannot_be_reproduced(tmp_path: Path) -> None:
+    """A commit the repository does not have (never fetched) is refused before anything runs."""
+    from mlfactor.reproduce.worktree import checked_out
+
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "commit", "-q", "--allow-empty", "-m", "only commit")
+    with pytest.raises(NotReproducibleError) as caught, checked_out(tmp_path, "0" * 40, "m/1"):
+        pass
+    assert f"commit {'0' * 40} is unknown to the repository" in caught.value.reason

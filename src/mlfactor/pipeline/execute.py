@@ -19,7 +19,7 @@ from mlfactor.errors import (
     StepFailedError,
     StepTimeoutError,
 )
-from mlfactor.pipeline.artifacts import markdown_cell, read_notebook, write_notebook
+from mlfactor.pipeline.artifacts import markdown_cell, read_notebook, read_notebook_json, write_notebook
 from mlfactor.pipeline.kernel import KernelHandle
 from mlfactor.pipeline.parameters import PARAMETERS_TAG
 from mlfactor.pipeline.progress import Progress
@@ -98,7 +98,7 @@ def printed_error(partial: Path, index: int) -> tuple[str, str]:
         "the cell failed without an error output; see its output in the notebook",
     )
     try:
-        executed = [c for c in read_notebook(partial).cells if ERROR_MARKER_TAG not in _tags(c)]
+        executed = [c for c in read_notebook_json(partial)["cells"] if ERROR_MARKER_TAG not in _tags(c)]
         cell = executed[index]  # papermill's marker cells were added after it counted
     except (OSError, IndexError, ValueError):
         return fallback
@@ -179,7 +179,7 @@ class CellTracker:
 
     def __init__(self, notebook: Path, *, injected: bool) -> None:
         try:
-            cells = list(read_notebook(notebook).cells)
+            cells = list(read_notebook_json(notebook)["cells"])  # no nbformat validation on the way in
         except Exception:  # noqa: BLE001 - only used for progress and messages
             cells = []
         self.cells = len(cells)

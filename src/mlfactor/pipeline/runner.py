@@ -12,6 +12,7 @@ prints as its final JSON line.
 
 from __future__ import annotations
 
+import importlib
 import json
 import signal
 import threading
@@ -111,6 +112,7 @@ def run_pipeline(
     ``experiment`` replaces the pipeline's own (``mlfactor reproduce`` runs into a separate one).
     """
     spec = plan.spec
+    _warm_imports()
     remember_secrets(secret_values(settings.environ))
     client = client or connect(settings)
     experiment_name = experiment or spec.experiment
@@ -152,6 +154,7 @@ def run_pipeline(
             progress or NullProgress(),
             max(1, max_parallel or settings.max_parallel),
         )
+        scheduler.experiment_name = experiment_name
         started = time.monotonic()
         try:
             signals = StopRequest()
@@ -174,6 +177,17 @@ def run_pipeline(
     return result
 
 
+def _warm_imports() -> None:
+    """Import papermill (nbformat, nbclient, jupyter_client: seconds) while the parent run is created.
+
+    The first step needs them; importing in the background overlaps that cost
+    with the store round trips of the run's set-up instead of adding to it.
+    """
+    threading.Thread(
+        target=importlib.import_module, args=("papermill",), name="mlfactor-imports", daemon=True
+    ).start()
+
+
 class _Scheduler:
     """Start ready steps on worker threads and watch them from the main thread."""
 
@@ -194,6 +208,7 @@ class _Scheduler:
         self.experiment_id, self.run_id, self.out = experiment_id, run_id, out
         self.packages_file, self.packages_tags, self.progress = packages_file, dict(packages_tags), progress
         self.max_parallel = max_parallel
+        self.experiment_name = ""
         self.secrets = secret_values(settings.environ)
         self.results: dict[str, StepResult] = {}
         self.kernels: dict[str, tuple[KernelHandle, float]] = {}
@@ -234,6 +249,7 @@ class _Scheduler:
             client=self.client,
             experiment_id=self.experiment_id,
             parent_run_id=self.run_id,
+            experiment_name=self.experiment_name,
             output_dir=self.out,
             secrets=self.secrets,
             packages_file=self.packages_file,

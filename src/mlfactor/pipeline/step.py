@@ -69,6 +69,7 @@ class StepContext:
     packages_file: Path
     packages_tags: Mapping[str, str]
     progress: Progress
+    experiment_name: str = ""
     on_kernel: Callable[[KernelHandle | None], None] = lambda handle: None
     stopping: threading.Event = field(default_factory=threading.Event)
     signal_number: Callable[[], int] = lambda: 15
@@ -144,7 +145,6 @@ def _attempt(ctx: StepContext, attempt: int) -> StepResult:
         run_id,
         params=[Param(mask_key(k), mask_text(lineage.param_value(v))) for k, v in ctx.parameters.items()],
     )
-    ctx.client.log_artifact(run_id, str(ctx.packages_file), "lineage")
     work = Path(tempfile.mkdtemp(prefix=f"mlfactor-{step.name}-"))
     partial = work / f"{step.name}.ipynb"
     outputs_file = work / "outputs.json"
@@ -231,6 +231,7 @@ def _finish(  # noqa: PLR0917 - internal
                 log_notebook(ctx.client, run_id, notebook, render_html(notebook, ctx.secrets))
             if kernel_log is not None:
                 ctx.client.log_artifact(run_id, str(kernel_log), NOTEBOOK_ARTIFACT_DIR)
+            ctx.client.log_artifact(run_id, str(ctx.packages_file), "lineage")
             _tag_versions(ctx, run)
         except Exception as exc:  # noqa: BLE001 - the run must still be ended
             event(logger, "step_artifacts_failed", level=40, run_id=run_id, error=str(exc)[:300])
@@ -266,7 +267,7 @@ def kernel_environment(ctx: StepContext, run_id: str, outputs_file: Path) -> dic
         extra={
             "MLFACTOR_RUN_ID": run_id,
             "MLFACTOR_OUTPUTS_FILE": str(outputs_file),
-            "MLFACTOR_EXPERIMENT": ctx.client.get_experiment(ctx.experiment_id).name,
+            "MLFACTOR_EXPERIMENT": ctx.experiment_name or ctx.client.get_experiment(ctx.experiment_id).name,
             "MLFLOW_RUN_ID": run_id,
             "MLFLOW_EXPERIMENT_ID": ctx.experiment_id,
             "MLFLOW_TRACKING_URI": ctx.settings.tracking_uri,
