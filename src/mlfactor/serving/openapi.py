@@ -205,7 +205,7 @@ def openapi_document(schema: InputSchema | None, title: str) -> dict[str, Any]:
                     "content": {
                         **_json_body("InvocationsInput"),
                         "text/csv": {"schema": {"type": "string"}},
-                        "application/x-parquet": {"schema": {"type": "string", "format": "binary"}},
+                        "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}},
                     },
                 },
                 "responses": {

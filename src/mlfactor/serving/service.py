@@ -14,6 +14,7 @@ service gets a Prometheus directory of its own. Everything else lives in
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -69,6 +70,13 @@ if server_context.worker_index is None:  # the supervisor (or `bentoml build`), 
     use_own_multiprocess_dir()
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()  # BentoML creates the instance inside uvicorn's loop
+    except RuntimeError:
+        return None
+
+
 def _load() -> None:
     exit_code = load_runtime(STATE)
     if exit_code is not None:
@@ -81,7 +89,7 @@ class MlfactorService:
 
     def __init__(self) -> None:
         configure_service_logging(SETTINGS)  # the worker may have reset logging since import
-        install_shutdown(STATE)
+        install_shutdown(STATE, _running_loop())
         threading.Thread(target=_load, name="mlfactor-load", daemon=True).start()
 
     async def __is_ready__(self) -> bool:

@@ -18,6 +18,7 @@ so it can be imported and tested without reading the environment.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
@@ -113,8 +114,11 @@ def flush_logs() -> None:
     sys.stdout.flush()
 
 
-def install_shutdown(state: WorkerState) -> bool:
-    """Wrap uvicorn's SIGTERM/SIGINT handlers with the drain; False (none installed) off the main thread."""
+def install_shutdown(state: WorkerState, loop: asyncio.AbstractEventLoop | None = None) -> bool:
+    """Wrap uvicorn's SIGTERM/SIGINT handlers with the drain; False (none installed) off the main thread.
+
+    ``loop`` is the worker's event loop (where uvicorn accepts connections).
+    """
     grace = state.settings.grace_period
 
     def on_signal(signum: int, frame: FrameType | None, previous: Handler | None) -> None:
@@ -128,38 +132,56 @@ def install_shutdown(state: WorkerState) -> bool:
         watchdog.start()
         if previous is not None:
             stopper = threading.Thread(
-                target=_drain_then_stop, args=(previous, signum, grace), name="mlfactor-drain", daemon=True
+                target=_drain_then_stop,
+                args=(previous, signum, grace, loop),
+                name="mlfactor-drain",
+                daemon=True,
             )
             stopper.start()
 
     return wrap_stop_signals(on_signal)
 
 
-def _drain_then_stop(stop: Handler, signum: int, grace: float) -> None:
+def _drain_then_stop(
+    stop: Handler, signum: int, grace: float, loop: asyncio.AbstractEventLoop | None
+) -> None:
     """Keep serving for the drain window, close the listener without resets, then let uvicorn stop."""
     time.sleep(min(DRAIN_SECONDS, grace / 4))  # the window load balancers need to see readiness 503
     left = stop_accepting(wait=grace / 4)
-    _wait_for_requests(stop, SETTLE_SECONDS)
-    event(logger, "listener_closed", still_queued=max(left, 0), pid=os.getpid())
+    waiting = _settle(stop, loop, SETTLE_SECONDS)
+    event(logger, "listener_closed", still_queued=max(left, 0), without_request=waiting, pid=os.getpid())
     stop(signum, None)
 
 
-def _wait_for_requests(stop: Handler, bound: float) -> None:
-    """Wait (<= ``bound`` s) until every connection uvicorn accepted has sent its request.
+def _settle(stop: Handler, loop: asyncio.AbstractEventLoop | None, bound: float) -> int:
+    """Wait (<= ``bound`` s) until every accepted connection has sent its request; return how many did not.
 
-    uvicorn closes a connection with no request in progress when it stops; a
-    client that just connected would see its request reset. ``stop`` is
+    uvicorn closes a connection with no request in progress when it stops, so a
+    client that just connected would see its request reset. A connection taken
+    off the kernel's queue becomes visible only a few loop iterations later, so
+    the check runs on the loop and must hold three times in a row. ``stop`` is
     uvicorn's bound ``handle_exit``; without a uvicorn server there is nothing to wait for.
     """
     server = getattr(stop, "__self__", None)
     connections = getattr(getattr(server, "server_state", None), "connections", None)
-    if connections is None:
-        return
+    if connections is None or loop is None:
+        return 0
+
+    async def without_request() -> int:
+        await asyncio.sleep(0)  # let accepts already scheduled create their connections first
+        return sum(1 for c in list(connections) if getattr(c, "cycle", None) is None)
+
     deadline = time.monotonic() + bound
-    while time.monotonic() < deadline:
-        if all(getattr(c, "cycle", None) is not None for c in list(connections)):
-            return
+    calm = 0
+    waiting = 0
+    while time.monotonic() < deadline and calm < 3:
+        try:
+            waiting = asyncio.run_coroutine_threadsafe(without_request(), loop).result(timeout=bound)
+        except (TimeoutError, RuntimeError):
+            return waiting
+        calm = calm + 1 if waiting == 0 else 0
         time.sleep(0.01)  # uvicorn offers no event for "request received"
+    return waiting
 
 
 def _force_exit(grace: float) -> None:
