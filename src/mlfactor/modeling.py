@@ -16,6 +16,7 @@ import pandas as pd
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
+from mlfactor.monitoring.profile import log_profile
 from mlfactor.registry import register_version
 from mlfactor.tags import GIT_TAG_PREFIX, MLFACTOR_PREFIX
 
@@ -58,8 +59,11 @@ def log_sklearn_model(
 ) -> LoggedModel:
     """Log ``estimator`` into the active run with signature and example; register it when named.
 
-    The version inherits the run's git commit as a tag, so the registry alone
-    says which code produced it.
+    ``input_example`` is the training features: the first rows become the input
+    example and the whole frame a compact training profile (``profile.json``,
+    :mod:`mlfactor.monitoring.profile`) that ``mlfactor monitor drift`` compares
+    served inputs against. The version inherits the run's git commit as a tag,
+    so the registry alone says which code produced it.
     """
     run = mlflow.active_run()
     if run is None:
@@ -74,9 +78,10 @@ def log_sklearn_model(
         pip_requirements=pip_requirements(),
         skops_trusted_types=trusted_types(estimator) or None,
     )
+    client = client or MlflowClient()
+    log_profile(client, run.info.run_id, input_example)
     if registered_name is None:
         return LoggedModel(info.model_uri, run.info.run_id, None, None)
-    client = client or MlflowClient()
     run_tags = client.get_run(run.info.run_id).data.tags
     version_tags = {k: v for k, v in run_tags.items() if k.startswith((GIT_TAG_PREFIX, MLFACTOR_PREFIX))}
     version_tags.update(tags or {})

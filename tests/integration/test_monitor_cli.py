@@ -28,7 +28,7 @@ FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
 @dataclass(frozen=True)
 class Store:
-    """A sqlite store with iris-classifier v1 (champion) and v2 (challenger), v1 carrying a profile."""
+    """A sqlite store: iris-classifier v1 (logged by mlfactor, with its profile), v2 (plain MLflow)."""
 
     env: dict[str, str]
     folder: Path
@@ -37,15 +37,32 @@ class Store:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    """Register two iris versions, log v1's training profile, write it as a file too."""
+    """v1 through mlfactor (which logs the profile), v2 by plain MLflow (none); v1 profile as a file."""
+    import mlflow
+    import mlflow.sklearn
+    from sklearn.linear_model import LogisticRegression
+
+    from mlfactor.monitoring.profile import download_profile
+    from mlfactor.registry import set_alias
     from mlfactor.tracking import connect
 
     folder = tmp_path_factory.mktemp("monitor")
     first = register_demo_model(store_environment(folder))
-    register_demo_model(first.env, alias="challenger", C=0.5)
-    frame = load_iris(as_frame=True).frame.drop(columns=["target"])
-    frame.columns = FEATURES
-    profile = log_profile(connect(first.settings), first.run_id, frame)
+    client = connect(first.settings)
+    frame = load_iris(as_frame=True).frame
+    features = frame.drop(columns=["target"])
+    features.columns = FEATURES
+    mlflow.set_tracking_uri(first.settings.tracking_uri)
+    with mlflow.start_run():
+        mlflow.sklearn.log_model(
+            LogisticRegression(C=0.5, max_iter=500).fit(features, frame["target"]),
+            name="model",
+            registered_model_name=MODEL,
+            input_example=features.head(2),
+        )
+    set_alias(client, MODEL, "challenger", "2")
+    profile = download_profile(client, MODEL, first.version)
+    assert profile.to_json() == log_profile(client, first.run_id, features).to_json()
     path = folder / "profile.json"
     path.write_text(profile.to_json())
     yield Store(first.env, folder, path)

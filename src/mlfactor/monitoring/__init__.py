@@ -8,17 +8,41 @@
 * :mod:`~mlfactor.monitoring.feedback`: the ``POST /feedback`` body as ``feedback`` events.
 """
 
-from mlfactor.monitoring.drift import DriftReport, check_drift
-from mlfactor.monitoring.events import EventLine, read_events
-from mlfactor.monitoring.experiment import Decision, ExperimentReport, analyse_experiment
-from mlfactor.monitoring.feedback import Feedback, read_feedback
-from mlfactor.monitoring.profile import (
-    TrainingProfile,
-    download_profile,
-    log_profile,
-    profile_frame,
-    read_profile,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlfactor.monitoring.drift import DriftReport, check_drift
+    from mlfactor.monitoring.events import EventLine, read_events
+    from mlfactor.monitoring.experiment import Decision, ExperimentReport, analyse_experiment
+    from mlfactor.monitoring.feedback import Feedback, read_feedback
+    from mlfactor.monitoring.profile import (
+        TrainingProfile,
+        download_profile,
+        log_profile,
+        profile_frame,
+        read_profile,
+    )
+
+# Imported on first use: logging a model's profile must not pay for scipy's statistics.
+_HOMES = {
+    "DriftReport": "drift",
+    "check_drift": "drift",
+    "EventLine": "events",
+    "read_events": "events",
+    "Decision": "experiment",
+    "ExperimentReport": "experiment",
+    "analyse_experiment": "experiment",
+    "Feedback": "feedback",
+    "read_feedback": "feedback",
+    "TrainingProfile": "profile",
+    "download_profile": "profile",
+    "log_profile": "profile",
+    "profile_frame": "profile",
+    "read_profile": "profile",
+}
 
 __all__ = [
     "Decision",
@@ -36,3 +60,11 @@ __all__ = [
     "read_feedback",
     "read_profile",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """Import ``name`` from its module the first time it is asked for."""
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'mlfactor.monitoring' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"mlfactor.monitoring.{home}"), name)
