@@ -421,3 +421,34 @@ def test_before_the_model_is_loaded_scoring_is_503_and_liveness_200(registered_m
     assert statuses == [200, 503, 503]
     assert scored.status_code == 503
     assert "/readyz" in scored.json()["message"]
+
+
+def test_docs_json_documents_every_route_with_the_model_signature(client: httpx.Client) -> None:
+    """/docs.json lists every route; its row schema is the signature's columns, types and required ones."""
+    from mlfactor.serving.core import ROUTES
+
+    document = client.get("/docs.json").json()
+    assert set(ROUTES) <= set(document["paths"])
+    row = document["components"]["schemas"]["Row"]
+    assert row["properties"] == {name: {"type": "number"} for name in FEATURES}
+    assert row["required"] == FEATURES
+    predict = document["paths"]["/predict"]["post"]
+    assert {"200", "400", "413", "415", "429", "503", "504"} <= set(predict["responses"])
+    assert {"application/json", "text/csv"} <= set(
+        document["paths"]["/invocations"]["post"]["requestBody"]["content"]
+    )
+
+
+def test_bentoml_async_client_predicts_in_process(service: InProcessService) -> None:
+    """BentoML's async client over the app finds predict and invocations in /schema.json and calls them."""
+    # bentoml.AsyncHTTPClient is this class with its `app` argument (the in-process transport) hidden
+    from _bentoml_impl.client.http import AsyncHTTPClient
+
+    async def run() -> tuple[Any, Any]:
+        async with AsyncHTTPClient("http://testserver", app=service.app, server_ready_timeout=0) as client:
+            return await client.predict(records=[VIRGINICA]), await client.invocations(instances=[IRIS_ROW])
+
+    predicted, invoked = asyncio.run(run())
+    assert predicted["predictions"] == [2]
+    assert predicted["variant"] == "champion"
+    assert invoked == {"predictions": [0]}

@@ -69,13 +69,15 @@ def queued(sock: socket.socket) -> int:
     return int(struct.unpack_from("I", info, TCPI_UNACKED)[0])
 
 
-def stop_accepting(wait: float) -> int:
+def stop_accepting(wait: float, sockets: list[socket.socket] | None = None) -> int:
     """Refuse new connections on this process's listeners; wait (<= ``wait`` s) until their queues are empty.
 
-    Returns how many connections were still queued when the wait ended (0 is
-    the goal), or -1 when there was no listener to stop (not Linux, or none).
+    ``sockets`` defaults to every listening socket of the process (duplicates,
+    closed afterwards). Returns how many connections were still queued when the
+    wait ended (0 is the goal), or -1 when there was no listener to stop.
     """
-    sockets = listening_sockets()
+    owned = sockets is None
+    sockets = listening_sockets() if sockets is None else sockets
     if not sockets:
         return -1
     try:
@@ -88,5 +90,6 @@ def stop_accepting(wait: float) -> int:
                 return left
             time.sleep(0.005)  # polling a kernel counter: there is no event to wait on
     finally:
-        for sock in sockets:
-            sock.close()
+        if owned:
+            for sock in sockets:
+                sock.close()
