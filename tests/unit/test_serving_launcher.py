@@ -56,7 +56,9 @@ def test_a_taken_port_is_refused_with_a_free_one_to_use(store_env: dict[str, str
         taken.listen()
         port = taken.getsockname()[1]
         settings = load_settings({**store_env, "PORT": str(port)})
-        with pytest.raises(BackingServiceError, match=rf"port {port} on 127.0.0.1 is already in use") as caught:
+        with pytest.raises(
+            BackingServiceError, match=rf"port {port} on 127.0.0.1 is already in use"
+        ) as caught:
             check_port(settings)
     assert caught.value.exit_code == 69
     assert "PORT=" in str(caught.value)
