@@ -155,6 +155,7 @@ class LoopResult:
     statuses: list[int] = field(default_factory=list)
     resets: list[str] = field(default_factory=list)
     ended_by: str = ""
+    answered: threading.Event = field(default_factory=threading.Event)  # set at the first answer
 
 
 RESET_ERRORS = (
@@ -178,6 +179,7 @@ def _loop_client(port: int, stop: threading.Event, result: LoopResult) -> None:
             answer = connection.getresponse()
             answer.read()
             result.statuses.append(answer.status)
+            result.answered.set()
             if answer.getheader("connection", "").lower() == "close":
                 connection.close()
                 connection = None
@@ -206,8 +208,7 @@ def test_sigterm_with_32_looping_clients_resets_nothing(pool: ServerPool) -> Non
     ]
     for thread in clients:
         thread.start()
-    while sum(len(r.statuses) for r in results) < 200:  # every client is looping
-        time.sleep(0.05)
+    assert all(r.answered.wait(timeout=60) for r in results)  # every client is looping
     sent = time.monotonic()
     server.process.send_signal(signal.SIGTERM)
     readiness: list[int] = []

@@ -135,16 +135,27 @@ def test_mlfactor_serve_stops_at_once_when_credentials_are_refused(
     assert "wrong-password" not in done.stdout
 
 
+@pytest.mark.parametrize(
+    ("argv", "variable"),
+    [
+        pytest.param([MLFACTOR, "serve"], "PORT", id="mlfactor-serve"),
+        pytest.param(
+            [BENTOML, "serve", "service:MlfactorService", "--working-dir", str(PROJECT_DIR)],
+            "BENTOML_PORT",
+            id="bentoml-serve",
+        ),
+    ],
+)
 def test_a_taken_port_exits_69_with_one_json_line_and_a_hint(
-    store_env: dict[str, str], tmp_path: Path
+    store_env: dict[str, str], argv: list[str], variable: str
 ) -> None:
-    """`mlfactor serve` on a port in use: exit 69, one JSON line naming the port and PORT=, no traceback."""
+    """A port in use: exit 69, one JSON line naming the port and PORT= to use instead, no traceback."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        env = {**store_env, "PORT": str(port), "MLFACTOR_LOG_FORMAT": "json"}
-        done = _run([MLFACTOR, "serve"], env, tmp_path)
+        env = {**store_env, variable: str(port), "MLFACTOR_LOG_FORMAT": "json"}
+        done = _run(argv, env, PROJECT_DIR)
     assert done.returncode == 69
     [line] = _json_lines(done.stdout)
     assert line["event"] == "error" and line["exit_code"] == 69

@@ -49,16 +49,15 @@ def test_service_config_follows_settings(store_env: dict[str, str]) -> None:
     assert config["metrics"]["enabled"] is False  # mlfactor serves /metrics with bounded labels
 
 
-def test_a_taken_port_is_refused_with_a_free_one_to_use(store_env: dict[str, str]) -> None:
+def test_a_taken_port_is_refused_with_a_free_one_to_use() -> None:
     """A port someone listens on raises BackingServiceError (exit 69) naming it and a PORT=... to use."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        settings = load_settings({**store_env, "PORT": str(port)})
         with pytest.raises(
             BackingServiceError, match=rf"port {port} on 127.0.0.1 is already in use"
         ) as caught:
-            check_port(settings)
+            check_port("127.0.0.1", port, lambda free: f"PORT={free} mlfactor serve")
     assert caught.value.exit_code == 69
-    assert "PORT=" in str(caught.value)
+    assert "PORT=" in str(caught.value) and "mlfactor serve" in str(caught.value)

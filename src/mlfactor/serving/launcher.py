@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -85,18 +86,16 @@ def port_taken(host: str, port: int) -> bool:
     return False
 
 
-def check_port(settings: Settings) -> None:
-    """Raise BackingServiceError (exit 69) with a free port to use when the configured one is taken."""
-    if not port_taken(settings.host, settings.port):
+def check_port(host: str, port: int, retry: Callable[[int], str]) -> None:
+    """Raise BackingServiceError (exit 69) naming a free port when ``host:port`` is taken.
+
+    ``retry(free_port)`` is the command line to suggest, e.g. ``PORT=3001 mlfactor serve``.
+    """
+    if not port_taken(host, port):
         return
-    free = next(
-        (p for p in range(settings.port + 1, settings.port + 50) if not port_taken(settings.host, p)), None
-    )
-    variable = "BENTOML_PORT" if "BENTOML_PORT" in settings.environ else "PORT"
-    hint = f"serve on another one, e.g. {variable}={free} mlfactor serve" if free else f"set {variable}"
-    raise BackingServiceError(
-        f"port {settings.port} on {settings.host} is already in use; stop what listens there, or {hint}"
-    )
+    free = next((p for p in range(port + 1, port + 50) if not port_taken(host, p)), None)
+    hint = f"serve on a free one: {retry(free)}" if free else "serve on another port"
+    raise BackingServiceError(f"port {port} on {host} is already in use; stop what listens there, or {hint}")
 
 
 def run_server(settings: Settings, *, bento: str | None = None) -> int:
@@ -104,7 +103,8 @@ def run_server(settings: Settings, *, bento: str | None = None) -> int:
 
     A port already in use raises BackingServiceError (exit 69) before anything starts.
     """
-    check_port(settings)
+    variable = "BENTOML_PORT" if "BENTOML_PORT" in settings.environ else "PORT"
+    check_port(settings.host, settings.port, lambda free: f"{variable}={free} mlfactor serve")
     command, workdir = serve_command(settings, bento=bento)
     environment = serve_environment(settings, bento=bento)
     event(

@@ -20,15 +20,17 @@ import os
 import sys
 import threading
 from pathlib import Path
+from typing import NoReturn
 
 import bentoml
 from bentoml._internal.context import server_context
 
-from mlfactor.errors import ConfigError
+from mlfactor.errors import BackingServiceError, ConfigError, MlfactorError
 from mlfactor.log import configure_logging, event, get_logger
 from mlfactor.serving.asgi import ServingApp
 from mlfactor.serving.bento import with_packed_defaults
 from mlfactor.serving.core import ServingCore
+from mlfactor.serving.launcher import check_port
 from mlfactor.serving.metrics import use_own_multiprocess_dir
 from mlfactor.serving.state import WorkerState
 from mlfactor.serving.worker import (
@@ -44,29 +46,62 @@ from mlfactor.settings import Settings, load_settings
 logger = get_logger("mlfactor.serving")
 
 
+def _exit_with(exc: MlfactorError) -> NoReturn:
+    """Stop this process with one JSON ``error`` line on stdout, the message on stderr, no traceback."""
+    event(
+        logger,
+        "error",
+        level=logging.ERROR,
+        error=type(exc).__name__,
+        message=str(exc),
+        exit_code=int(exc.exit_code),
+    )
+    flush_logs()
+    sys.stderr.write(f"Error: {exc}\n")
+    raise SystemExit(int(exc.exit_code)) from None
+
+
 def _startup_settings() -> Settings:
     """Load the settings for this process; a bad configuration exits 78 with one JSON error line."""
     try:
         settings = load_settings(with_packed_defaults(os.environ, Path.cwd()))
     except ConfigError as exc:
         configure_logging()
-        event(
-            logger,
-            "error",
-            level=logging.ERROR,
-            error="ConfigError",
-            message=str(exc),
-            exit_code=int(exc.exit_code),
-        )
-        sys.stderr.write(f"Error: {exc}\n")
-        raise SystemExit(int(exc.exit_code)) from None
+        _exit_with(exc)
     configure_service_logging(settings)
     return settings
+
+
+def _refuse_a_taken_port(argv: list[str]) -> None:
+    """In ``bentoml serve``'s supervisor: exit 69 with one JSON line when the port is taken."""
+    if argv[1:2] != ["serve"]:
+        return  # imported by `bentoml build` or another command
+
+    def option(name: str, default: str) -> str:
+        for i, arg in enumerate(argv):
+            if arg == name and i + 1 < len(argv):
+                return argv[i + 1]
+            if arg.startswith(name + "="):
+                return arg.split("=", 1)[1]
+        return default
+
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    # as the CLI reads them: the option, else its environment variable, else BentoML's configuration
+    host = option("--host", os.environ.get("BENTOML_HOST") or str(BentoMLContainer.http.host.get()))
+    port = option("--port", os.environ.get("BENTOML_PORT") or str(BentoMLContainer.http.port.get()))
+    if not port.isdigit():
+        return  # BentoML reports it
+    try:
+        check_port(host, int(port), lambda free: f"BENTOML_PORT={free} bentoml serve ... (or --port {free})")
+    except BackingServiceError as exc:
+        _exit_with(exc)
 
 
 SETTINGS = _startup_settings()
 STATE = WorkerState(SETTINGS)
 if server_context.worker_index is None:  # the supervisor (or `bentoml build`), not a worker
+    _refuse_a_taken_port(sys.argv)
     use_own_multiprocess_dir()
 
 
