@@ -191,13 +191,14 @@ class ServingCore:
         try:
             if invocations:
                 scoring = read_invocations(
-                    request.body, request.content_type, model.schema.names, max_rows=self.settings.max_rows
+                    request.body, request.content_type, model.schema, max_rows=self.settings.max_rows
                 )
-                rows = scoring.rows
+                rows, params = scoring.rows, scoring.params
             else:
                 rows = read_predict(request.body, request.content_type, max_rows=self.settings.max_rows)
+                params = None
             ctx.rows = len(rows)
-            served = runtime.predict(rows, variant, allow_extra=invocations)
+            served = runtime.predict(rows, variant, allow_extra=invocations, params=params)
         except RequestError as exc:
             return json_response({**exc.body(), **ctx.fields()}, exc.status)
         except Exception as exc:

@@ -80,13 +80,19 @@ class ServedModel:
     bento_tag: str | None = None
     load_seconds: float = 0.0
 
-    def predict(self, rows: Sequence[Row]) -> list[Any]:
-        """Predictions for valid ``rows`` as JSON-ready values."""
+    def predict(self, rows: Sequence[Row], params: Mapping[str, object] | None = None) -> list[Any]:
+        """Predictions for valid ``rows`` as JSON-ready values.
+
+        MLflow's ``params`` reach a pyfunc model (which checks them against its
+        signature); a scikit-learn estimator takes none.
+        """
         if self.predict_path == PATH_MATRIX:
             return _jsonable(getattr(self.matrix_estimator, self.predict_fn)(self.schema.to_matrix(rows)))
         frame = self.schema.to_frame(rows)
         if self.predict_path == PATH_FRAME:
             return _jsonable(getattr(self.estimator, self.predict_fn)(frame))
+        if params:
+            return _jsonable(self.pyfunc.predict(frame, params=dict(params)))
         return _jsonable(self.pyfunc.predict(frame))
 
     def describe(self) -> dict[str, Any]:

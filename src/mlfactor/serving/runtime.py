@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,11 +144,18 @@ class ServingRuntime:
         """Return the variant serving request key ``key``."""
         return assign_variant(key, self.current_weights())
 
-    def predict(self, rows: Sequence[Row], variant: str, *, allow_extra: bool) -> Prediction:
+    def predict(
+        self,
+        rows: Sequence[Row],
+        variant: str,
+        *,
+        allow_extra: bool,
+        params: Mapping[str, object] | None = None,
+    ) -> Prediction:
         """Validate ``rows`` against the variant's schema and predict; RequestError when invalid."""
         model = self.models[variant]
         model.schema.validate(rows, allow_extra=allow_extra)
-        return Prediction(variant, model, model.predict(rows))
+        return Prediction(variant, model, model.predict(rows, params))
 
     def shadow_enabled(self) -> bool:
         """Whether a shadow is loaded and its flag is on."""
