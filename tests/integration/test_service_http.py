@@ -19,7 +19,7 @@ import pytest
 from inprocess import InProcessService, start_in_process
 from service_harness import FEATURES, IRIS_ROW
 
-from mlfactor.serving.core import HttpRequest
+from mlfactor.serving.messages import HttpRequest
 
 VIRGINICA = {"sepal_length": 6.7, "sepal_width": 3.0, "petal_length": 5.2, "petal_width": 2.3}
 LIMITS = {

@@ -27,13 +27,12 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 from mlfactor.log import event, get_logger
-from mlfactor.serving.core import (
-    PROBES,
+from mlfactor.serving.core import PROBES, ServingCore
+from mlfactor.serving.messages import (
     AfterResponse,
     HttpRequest,
     HttpResponse,
     RequestContext,
-    ServingCore,
     error_response,
     json_response,
 )

@@ -14,17 +14,23 @@ other exception while scoring is a model failure, answered as a JSON 500.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
 from mlfactor.log import event, get_logger
 from mlfactor.serving import openapi
+from mlfactor.serving.messages import (
+    AfterResponse,
+    HttpRequest,
+    HttpResponse,
+    RequestContext,
+    error_response,
+    json_response,
+)
 from mlfactor.serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from mlfactor.serving.protocol import RequestError, Row, read_invocations, read_predict
 from mlfactor.serving.runtime import Prediction, ServingRuntime
@@ -35,91 +41,10 @@ from mlfactor.serving.variants import KEY_HEADER, new_key
 logger = get_logger("mlfactor.serving")
 access_logger = get_logger("mlfactor.access")
 
-JSON = "application/json"
 OTHER_PATH = "other"  # the metrics label every unknown path shares
 PROBES = frozenset({"/livez", "/healthz", "/readyz", "/ping", "/health", "/metrics"})  # no access line
 OFFLOAD_BYTES = 16 * 1024  # bodies above this are parsed and scored in a thread, off the event loop
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-
-
-@dataclass(frozen=True)
-class HttpRequest:
-    """One HTTP request as the core sees it: method, path, body and headers (lower-case names)."""
-
-    method: str
-    path: str
-    body: bytes = b""
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def content_type(self) -> str | None:
-        """The ``Content-Type`` header, None when absent."""
-        return self.headers.get("content-type")
-
-
-@dataclass
-class RequestContext:
-    """What every answer and the access line repeat: request id, model, version, variant, rows."""
-
-    request_id: str
-    model_name: str = ""
-    model_version: str = ""
-    variant: str = ""
-    rows: int = 0
-
-    def fields(self) -> dict[str, Any]:
-        """The request id, model and variant that error bodies carry."""
-        return {
-            "request_id": self.request_id,
-            "model": {"name": self.model_name, "version": self.model_version},
-            "variant": self.variant,
-        }
-
-    def headers(self) -> dict[str, str]:
-        """The headers every response carries."""
-        return {
-            "x-request-id": self.request_id,
-            "x-mlfactor-model": self.model_name,
-            "x-mlfactor-model-version": self.model_version,
-            "x-mlfactor-variant": self.variant,
-        }
-
-
-@dataclass(frozen=True)
-class AfterResponse:
-    """Work to run once the answer is sent: log the prediction, score the shadow."""
-
-    rows: list[Row]
-    served: Prediction
-    request_id: str
-    log_predictions: bool
-    shadow: bool
-
-
-@dataclass
-class HttpResponse:
-    """A complete answer: status, body, media type and extra headers, plus work for after it is sent."""
-
-    status: int
-    body: bytes
-    media_type: str = JSON
-    headers: dict[str, str] = field(default_factory=dict)
-    after: AfterResponse | None = None
-
-
-def dumps(data: Any) -> bytes:
-    """Compact JSON bytes (numpy scalars and the like as strings rather than an error)."""
-    return json.dumps(data, separators=(",", ":"), default=str).encode("utf-8")
-
-
-def json_response(data: Any, status: int = 200) -> HttpResponse:
-    """A JSON answer."""
-    return HttpResponse(status, dumps(data))
-
-
-def error_response(status: int, code: str, message: str, ctx: RequestContext) -> HttpResponse:
-    """A JSON error answer in MLflow's shape, carrying the request id, model and variant."""
-    return json_response({"error_code": code, "message": message, **ctx.fields()}, status)
 
 
 Handler = Callable[["ServingCore", HttpRequest, RequestContext], HttpResponse]
@@ -173,7 +98,16 @@ class ServingCore:
             )
             answer.headers["allow"] = allowed
             return answer
-        return handler(self, request, ctx)
+        try:
+            return handler(self, request, ctx)
+        except Exception as exc:  # a bug of ours, never the client's: JSON 500, details in the log
+            logger.exception(
+                "request_failed",
+                extra={"fields": {"request_id": ctx.request_id, "error": type(exc).__name__}},
+            )
+            return error_response(
+                500, "INTERNAL_ERROR", f"see the service log for request {ctx.request_id}", ctx
+            )
 
     # ---- scoring -------------------------------------------------------------------------------
 
