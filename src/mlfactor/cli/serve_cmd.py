@@ -18,7 +18,9 @@ SERVE_EXIT_CODES = exit_codes_help(
     said={
         E.OK: "stopped by Ctrl-C or SIGTERM",
         E.NOT_FOUND: "no such model or Bento",
-        E.SERVICE_UNAVAILABLE: "the server stopped on its own (e.g. the model could not be loaded)",
+        E.SERVICE_UNAVAILABLE: "the server stopped on its own: the model could not be loaded (the cause's "
+        "code, e.g. 78 for refused credentials, is in the model_load_failed event) or the port is taken "
+        "(the message names PORT=...)",
         E.TERMINATED: "in-flight requests outlived the grace period",
     },
 )
@@ -38,10 +40,12 @@ def serve(bento: str | None) -> int:
     Runs until Ctrl-C or SIGTERM. The model is MLFACTOR_MODEL_URI (or
     MLFACTOR_MODEL_NAME@MLFACTOR_MODEL_ALIAS), resolved once at start. Binds
     BENTOML_HOST (127.0.0.1) on BENTOML_PORT, else PORT, else 3000. Endpoints:
-    POST /predict, POST /invocations (MLflow scoring protocol), GET /metadata,
-    /livez, /readyz, /metrics. On SIGTERM, /readyz turns 503, in-flight
-    requests finish and the server exits within MLFACTOR_GRACE_PERIOD seconds
-    (10).
+    POST /predict, POST /invocations (MLflow scoring protocol: JSON, CSV,
+    parquet), GET /metadata, /ping, /health, /version (as mlflow models serve),
+    /livez, /readyz, /metrics, /schema.json and /docs.json (OpenAPI; BentoML's
+    clients read them), Swagger UI at /. On SIGTERM, /readyz turns 503, new
+    connections are refused, in-flight requests finish and the server exits
+    within MLFACTOR_GRACE_PERIOD seconds (10).
     """
     from mlfactor.serving.launcher import run_server
 
