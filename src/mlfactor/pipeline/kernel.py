@@ -88,6 +88,14 @@ class KernelHandle:
         return end_processes(self.marker, self._group(), grace)
 
 
+IPC_PATH_LIMIT = 100  # a Unix socket path holds 107 bytes; jupyter_client appends "-<channel port>"
+
+
+def ipc_fits(work: Path) -> bool:
+    """Whether the kernel's Unix sockets fit in ``work`` (a deep TMPDIR makes the path too long to bind)."""
+    return len(os.fsencode(work / "kernel")) + 6 <= IPC_PATH_LIMIT
+
+
 def kernel_manager_class(env: Mapping[str, str], handle: KernelHandle, work: Path) -> type[KernelManager]:
     """Return a KernelManager class that starts its kernel with ``env`` and reports it to ``handle``.
 
@@ -105,8 +113,10 @@ def kernel_manager_class(env: Mapping[str, str], handle: KernelHandle, work: Pat
         """AsyncKernelManager (nbclient drives kernels asynchronously) bound to one step's environment."""
 
         def __init__(self, **kw: Any) -> None:
-            kw.setdefault("transport", "ipc")
-            kw.setdefault("ip", str(work / "kernel"))
+            if ipc_fits(work):
+                kw.setdefault("transport", "ipc")
+                kw.setdefault("ip", str(work / "kernel"))
+            # else jupyter_client's default: TCP on 127.0.0.1 (a socket path that long cannot be bound)
             super().__init__(**kw)
 
         async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
