@@ -192,6 +192,18 @@ def _route_again(module: ModuleType) -> None:
         _route_libraries(_routed_level[0])
 
 
+def log_error(logger: logging.Logger, exc: BaseException, exit_code: int) -> None:
+    """How an entry point reports a failure: one JSON ``error`` event on stdout, the message on stderr."""
+    event(
+        logger, "error", level=logging.ERROR, error=type(exc).__name__, message=str(exc), exit_code=exit_code
+    )
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.write(f"Error: {exc}\n")
+    sys.stderr.flush()
+
+
 def reset_logging() -> None:
     """Undo :func:`configure_logging` (and the service's access-log silencing), as at interpreter start.
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import click
 
 from mlfactor.errors import ConfigError, ExitCode, MlfactorError
-from mlfactor.log import configure_logging, event, get_logger
+from mlfactor.log import configure_logging, get_logger, log_error
 from mlfactor.masking import secret_values
 from mlfactor.settings import Settings, load_settings
 
@@ -65,13 +65,4 @@ def report_error(exc: MlfactorError) -> None:
 
     if not logging.getLogger().handlers or isinstance(exc, ConfigError):
         configure_logging()
-    event(
-        logger,
-        "error",
-        level=logging.ERROR,
-        error=type(exc).__name__,
-        message=str(exc),
-        exit_code=int(exc.exit_code),
-    )
-    sys.stdout.flush()
-    click.echo(f"Error: {exc}", err=True)
+    log_error(logger, exc, int(exc.exit_code))

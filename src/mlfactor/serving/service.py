@@ -15,7 +15,6 @@ service gets a Prometheus directory of its own. Everything else lives in
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import sys
 import threading
@@ -26,7 +25,7 @@ import bentoml
 from bentoml._internal.context import server_context
 
 from mlfactor.errors import BackingServiceError, ConfigError, MlfactorError
-from mlfactor.log import configure_logging, event, get_logger
+from mlfactor.log import configure_logging, event, get_logger, log_error
 from mlfactor.serving.asgi import ServingApp
 from mlfactor.serving.bento import with_packed_defaults
 from mlfactor.serving.core import ServingCore
@@ -48,16 +47,7 @@ logger = get_logger("mlfactor.serving")
 
 def _exit_with(exc: MlfactorError) -> NoReturn:
     """Stop this process with one JSON ``error`` line on stdout, the message on stderr, no traceback."""
-    event(
-        logger,
-        "error",
-        level=logging.ERROR,
-        error=type(exc).__name__,
-        message=str(exc),
-        exit_code=int(exc.exit_code),
-    )
-    flush_logs()
-    sys.stderr.write(f"Error: {exc}\n")
+    log_error(logger, exc, int(exc.exit_code))
     raise SystemExit(int(exc.exit_code)) from None
 
 
