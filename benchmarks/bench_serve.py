@@ -53,7 +53,7 @@ FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 CONCURRENCY = (1, 8, 32)
 ROW_COUNTS = (1, 100)
 TARGETS = {
-    "throughput_c32_vs_mlflow": 2.0,  # at least
+    "throughput_c32_vs_mlflow": 3.0,  # at least (issue 10: the typed core may not cost the speed)
     "p99_c32_vs_mlflow": 0.5,  # at most
     "cold_start_vs_mlflow": 0.6,  # at most
     "idle_rss_vs_mlflow": 1.0,  # at most
@@ -341,9 +341,9 @@ def print_report(results: dict[str, Any]) -> dict[str, Any]:
         if "mlflow" in ratios[name]:
             m = ratios[name]["mlflow"]
             checks = {
-                "throughput at c=32 >= 2.0x mlflow (1 row)": m["throughput_1row_c32"]
+                "throughput at c=32 >= 3.0x mlflow (1 row)": m["throughput_1row_c32"]
                 >= TARGETS["throughput_c32_vs_mlflow"],
-                "throughput at c=32 >= 2.0x mlflow (100 rows)": m["throughput_100row_c32"]
+                "throughput at c=32 >= 3.0x mlflow (100 rows)": m["throughput_100row_c32"]
                 >= TARGETS["throughput_c32_vs_mlflow"],
                 "p99 at c=32 <= 0.5x mlflow (1 row)": m["p99_1row_c32"] <= TARGETS["p99_c32_vs_mlflow"],
                 "p99 at c=32 <= 0.5x mlflow (100 rows)": m["p99_100row_c32"] <= TARGETS["p99_c32_vs_mlflow"],
