@@ -14,6 +14,7 @@ from typing import Any
 
 import psutil
 import yaml
+from waiting import wait_until
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 FIXTURES = PROJECT_DIR / "tests" / "fixtures" / "notebooks"
@@ -95,8 +96,8 @@ class Running:
 
     def wait_for_descendant(self, predicate: Any, timeout: float = 120) -> list[psutil.Process]:
         """Wait until a descendant matching ``predicate(cmdline)`` runs; return all descendants then."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def matching() -> list[psutil.Process] | None:
             found = self.descendants()
             for proc in found:
                 try:
@@ -104,10 +105,14 @@ class Running:
                         return found
                 except psutil.Error:
                     continue
-            if self.proc.poll() is not None:
-                raise AssertionError(f"runner exited {self.proc.returncode}: {self.err_path.read_text()}")
-            time.sleep(0.1)
-        raise AssertionError("no matching process appeared")
+            return None
+
+        def died() -> str | None:
+            if self.proc.poll() is None:
+                return None
+            return f"runner exited {self.proc.returncode}: {self.err_path.read_text()}"
+
+        return wait_until(matching, timeout=timeout, what="no matching process appeared", alive=died)
 
 
 def run_mlfactor(args: list[str], env: dict[str, str], folder: Path, timeout: float = 240) -> Finished:

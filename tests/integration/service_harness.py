@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from waiting import wait_until
+
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 IRIS_ROW = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
@@ -94,19 +96,21 @@ class Server:
         parsed = [json.loads(line) for line in self.lines() if line.strip()]
         return [e for e in parsed if name is None or e.get("event") == name]
 
-    def wait_ready(self, timeout: float = 120) -> None:
-        """Wait until /readyz answers 200; fail with the process output when it dies or times out."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"service exited with {self.process.returncode}:\n{self.output()}")
+    def wait_ready(self, timeout: float = 120, path: str = "/readyz") -> None:
+        """Wait until ``path`` answers 200; fail with the process output when it dies or times out."""
+
+        def answers() -> bool:
             try:
-                if self.request("GET", "/readyz", timeout=2).status == 200:
-                    return
+                return self.request("GET", path, timeout=2).status == 200
             except OSError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"service not ready after {timeout} s:\n{self.output()}")
+                return False
+
+        def died() -> str | None:
+            if self.process.poll() is None:
+                return None
+            return f"service exited with {self.process.returncode}:\n{self.output()}"
+
+        wait_until(answers, timeout=timeout, what=f"{path} did not answer 200:\n{self.output()}", alive=died)
 
     def output(self) -> str:
         """Return the tail of stdout and stderr, for failure messages."""

@@ -27,6 +27,7 @@ import pytest
 import yaml
 from conftest import PROJECT_DIR, RegisteredModel
 from service_harness import free_port
+from waiting import wait_until
 
 from mlfactor.bento_store import bentoml_stores
 from mlfactor.deploy.container import stage_image_files
@@ -186,12 +187,13 @@ def test_service_container_runs_locally_and_answers_its_probes(deployed: Deploye
                               start_new_session=True)  # fmt: skip
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
         ready = container["readinessProbe"]["httpGet"]["path"]
-        while _get(base + ready) != 200:
-            assert server.poll() is None, (tmp_path / "service.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "not ready within 90 s"
-            time.sleep(0.5)
+        wait_until(
+            lambda: _get(base + ready) == 200,
+            timeout=90,
+            what=f"{ready} not 200",
+            alive=lambda: None if server.poll() is None else (tmp_path / "service.log").read_text()[-3000:],
+        )
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             assert _get(base + container[probe]["httpGet"]["path"]) == 200, probe
         body = json.dumps({"records": [{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4,

@@ -16,8 +16,6 @@ import io
 import json
 import os
 import subprocess
-import time
-import urllib.error
 from collections.abc import Iterator
 from typing import Any
 
@@ -88,18 +86,7 @@ def mlflow_server(registered_model: Any, tmp_path_factory: pytest.TempPathFactor
         process = subprocess.Popen(argv, cwd=folder, env=env, stdout=out, stderr=err, start_new_session=True)
     server = Server(process, port, stdout, stderr)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"mlflow models serve exited {process.returncode}:\n{server.output()}")
-            try:
-                if server.request("GET", "/ping", timeout=2).status == 200:
-                    break
-            except (OSError, urllib.error.URLError):
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"mlflow models serve not ready after 180 s:\n{server.output()}")
-            time.sleep(0.2)  # polling a starting process; the answer above is the synchronisation
+        server.wait_ready(timeout=180, path="/ping")  # mlflow models serve has no /readyz
         yield server
     finally:
         server.stop()

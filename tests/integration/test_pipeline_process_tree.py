@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ import psutil
 import pytest
 from conftest import store_environment
 from pipeline_harness import Finished, Running, fixture, write_pipeline
+from waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -32,11 +32,12 @@ class Ended:
 
 def _wait_for(path: Path, running: Running, timeout: float = 180) -> int:
     """The PID written to ``path`` by the notebook (the runner must still be running meanwhile)."""
-    deadline = time.monotonic() + timeout
-    while not path.is_file():
-        assert running.proc.poll() is None, running.err_path.read_text()
-        assert time.monotonic() < deadline, "the notebook never started its grandchild"
-        time.sleep(0.1)
+    wait_until(
+        path.is_file,
+        timeout=timeout,
+        what="the notebook never started its grandchild",
+        alive=lambda: None if running.proc.poll() is None else running.err_path.read_text(),
+    )
     return int(path.read_text())
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from service_harness import IRIS_ROW, Server, start_service, worker_pids
+from waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -137,12 +138,11 @@ def test_a_dead_worker_is_replaced(server: Server) -> None:
     before = worker_pids(server)
     assert len(before) == 2
     os.kill(before[0], signal.SIGKILL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        now = worker_pids(server)
-        if len(now) == 2 and before[0] not in now:
-            break
-        time.sleep(0.2)  # polling the process table: there is no event for "worker started"
+    wait_until(
+        lambda: len(now := worker_pids(server)) == 2 and before[0] not in now,
+        timeout=60,
+        what="the supervisor did not replace the killed worker",
+    )
     assert before[0] not in worker_pids(server)
     server.wait_ready(timeout=120)
     assert server.post_json("/predict", {"records": [IRIS_ROW]}).status == 200
