@@ -11,6 +11,16 @@ local development) once, checks every variable and raises one
 mlfactor reads ``os.environ``; child processes (papermill kernels,
 ``bentoml serve``) get their environment from :meth:`Settings.child_environment`,
 which passes ``.env`` values on explicitly.
+
+Why not environs (a choice the project started with): environs 15's public
+API parses only ``os.environ`` and its own ``.env`` layer, while mlfactor
+must validate environments that are not the running process's (a release's
+recorded environment, a Bento's packed defaults, the environment
+``mlfactor reproduce`` rebuilds) with the same rules and report every problem
+at once with what was expected. Doing that with environs meant calling its
+private ``_get_value``; :mod:`mlfactor.variables` does it with one declaration
+per variable instead, and python-dotenv (what environs reads ``.env`` with)
+reads the file.
 """
 
 from __future__ import annotations
