@@ -9,16 +9,20 @@ file. A worker killed and replaced by BentoML's supervisor is in test_service_pr
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 from conftest import register_demo_model, store_environment
 from inprocess import EventLog, InProcessService, captured_events, start_in_process
-from service_harness import IRIS_ROW
+from service_harness import IRIS_ROW, PROJECT_DIR
+
+from mlfactor.log import JsonFormatter
 
 ROWS = [
     IRIS_ROW,
@@ -114,9 +118,10 @@ def test_shadow_predictions_are_logged_never_returned(experiment: Experiment, cl
         )
         logged = events.wait_for("shadow_prediction", where=lambda e: e["request_id"] == "shadow-check-1")
     assert set(answer.json()) == {"predictions"}
-    assert logged["served"] == answer.json()["predictions"]
+    assert logged["served_outputs"] == answer.json()["predictions"]
+    assert logged["shadow"] is True
     assert logged["shadow_version"] == experiment.versions["challenger"]
-    assert len(logged["shadow"]) == len(ROWS)
+    assert len(logged["outputs"]) == len(ROWS)
 
 
 def test_editing_the_flags_file_changes_behaviour_without_restart(
@@ -161,3 +166,74 @@ def test_the_service_keeps_answering_while_the_registry_is_gone(
         assert client.get("/metadata").status_code == 200
     finally:
         hidden.rename(database)
+
+
+class _JsonLines(logging.Handler):
+    """The JSON lines the service writes for its prediction stream, formatted as on stdout."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.setFormatter(JsonFormatter())
+        self.lines: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Keep the record as the JSON object its stdout line holds."""
+        self.lines.append(json.loads(self.format(record)))
+
+
+def _schema(event_name: str) -> jsonschema.protocols.Validator:
+    path = PROJECT_DIR / "docs" / "events" / f"{event_name}.schema.json"
+    schema = json.loads(path.read_text(encoding="utf-8"))
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator_class.check_schema(schema)
+    return validator_class(schema)
+
+
+def test_every_event_of_the_prediction_stream_validates_against_its_schema(
+    experiment: Experiment, client: httpx.Client
+) -> None:
+    """prediction, shadow_prediction and feedback events as written validate against docs/events."""
+    stream = logging.getLogger("mlfactor.predictions")
+    lines = _JsonLines()
+    stream.addHandler(lines)
+    try:
+        with captured_events() as events:
+            _set_flags(experiment.flags, {"shadow": True, "log_predictions": True}, events)
+            answer = client.post("/predict", json={"records": ROWS}, headers={"X-Request-ID": "schema-1"})
+            assert answer.status_code == 200, answer.text
+            events.wait_for("prediction", where=lambda e: e["request_id"] == "schema-1")
+            events.wait_for("shadow_prediction", where=lambda e: e["request_id"] == "schema-1")
+            posted = client.post(
+                "/feedback",
+                json=[{"request_id": "schema-1", "label": 0}, {"request_id": "schema-2", "value": 1.5}],
+            )
+            assert posted.status_code == 202, posted.text
+            _set_flags(experiment.flags, {"shadow": True, "log_predictions": False}, events)
+    finally:
+        stream.removeHandler(lines)
+    kinds = {line["event"] for line in lines.lines}
+    assert {"prediction", "shadow_prediction", "feedback"} <= kinds, kinds
+    for line in lines.lines:
+        if line["event"] in kinds & {"prediction", "shadow_prediction", "feedback"}:
+            errors = [e.message for e in _schema(line["event"]).iter_errors(line)]
+            assert not errors, (line, errors)
+    prediction = next(line for line in lines.lines if line["event"] == "prediction")
+    assert prediction["rows"] == len(ROWS) and prediction["latency_ms"] >= 0
+    assert [line["request_id"] for line in lines.lines if line["event"] == "feedback"] == [
+        "schema-1",
+        "schema-2",
+    ]
+
+
+def test_feedback_needs_no_model_state_and_rejects_bad_bodies(client: httpx.Client) -> None:
+    """POST /feedback answers 202 with the count; a bad body gets a 400 naming every problem."""
+    with captured_events() as events:
+        good = client.post("/feedback", json={"request_id": "fb-1", "label": "setosa"})
+        assert good.status_code == 202 and good.json()["accepted"] == 1, good.text
+        assert events.wait_for("feedback", where=lambda e: e["request_id"] == "fb-1")["label"] == "setosa"
+    bad = client.post("/feedback", json=[{"request_id": "bad id!", "label": 1}, {"request_id": "x"}])
+    assert bad.status_code == 400, bad.text
+    message = bad.text
+    assert "[0].request_id" in message and "'bad id!'" in message, message
+    assert "[1]: expected exactly one of label or value, got neither" in message, message
+    assert client.post("/feedback", content=b"{not json").status_code == 400

@@ -22,6 +22,7 @@ from importlib import metadata
 from typing import Any
 
 from mlfactor.log import event, get_logger
+from mlfactor.monitoring.feedback import read_feedback
 from mlfactor.serving import openapi
 from mlfactor.serving.messages import (
     AfterResponse,
@@ -33,7 +34,7 @@ from mlfactor.serving.messages import (
 )
 from mlfactor.serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from mlfactor.serving.protocol import RequestError, Row, read_invocations, read_predict
-from mlfactor.serving.runtime import Prediction, ServingRuntime
+from mlfactor.serving.runtime import Prediction, ServingRuntime, predictions_logger
 from mlfactor.serving.schema import InputSchema
 from mlfactor.serving.state import WorkerState
 from mlfactor.serving.variants import KEY_HEADER, new_key
@@ -108,6 +109,16 @@ class ServingCore:
             return error_response(
                 500, "INTERNAL_ERROR", f"see the service log for request {ctx.request_id}", ctx
             )
+
+    def feedback(self, request: HttpRequest, ctx: RequestContext) -> HttpResponse:
+        """POST /feedback: one ``feedback`` event per object of the body; no state is kept."""
+        try:
+            items = read_feedback(request.body)
+        except RequestError as exc:
+            return json_response({**exc.body(), **ctx.fields()}, exc.status)
+        for item in items:
+            event(predictions_logger, "feedback", **item.event_fields())
+        return json_response({"accepted": len(items), "request_id": ctx.request_id}, 202)
 
     # ---- scoring -------------------------------------------------------------------------------
 
@@ -299,6 +310,7 @@ def mlflow_version() -> str:
 ROUTES: Mapping[str, Mapping[str, Handler]] = {
     "/predict": {"POST": ServingCore.predict},
     "/invocations": {"POST": ServingCore.invocations},
+    "/feedback": {"POST": ServingCore.feedback},
     "/metadata": {"GET": ServingCore.metadata},
     "/schema.json": {"GET": ServingCore.schema_json},
     "/docs.json": {"GET": ServingCore.docs_json},

@@ -179,6 +179,21 @@ def _get(summary: str, media: str, tag: str = "Infrastructure") -> dict[str, Any
     }
 
 
+_FEEDBACK_ITEM: dict[str, Any] = {
+    "type": "object",
+    "required": ["request_id"],
+    "properties": {
+        "request_id": {"type": "string", "description": "The X-Request-ID of the prediction"},
+        "label": {"description": "The true label (exactly one of label or value)"},
+        "value": {"type": "number", "description": "The observed value (exactly one of label or value)"},
+    },
+    "additionalProperties": False,
+}
+FEEDBACK_INPUT: dict[str, Any] = {
+    "oneOf": [_FEEDBACK_ITEM, {"type": "array", "items": _FEEDBACK_ITEM, "minItems": 1}]
+}
+
+
 def openapi_document(schema: InputSchema | None, title: str) -> dict[str, Any]:
     """The ``/docs.json`` OpenAPI 3 document of every route, with schemas from the model signature."""
     scoring = "Service APIs"
@@ -210,6 +225,24 @@ def openapi_document(schema: InputSchema | None, title: str) -> dict[str, Any]:
                 },
                 "responses": {
                     "200": {"description": "Predictions", "content": _json_body("InvocationsOutput")},
+                    **_errors(),
+                },
+            }
+        },
+        "/feedback": {
+            "post": {
+                "summary": "Outcome of earlier predictions, logged as feedback events",
+                "operationId": "feedback",
+                "tags": [scoring],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": FEEDBACK_INPUT}},
+                },
+                "responses": {
+                    "202": {
+                        "description": "Logged",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
                     **_errors(),
                 },
             }

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from mlfactor.errors import ConfigError
 from mlfactor.log import event, get_logger
+from mlfactor.monitoring.events import SCHEMA_VERSION
 from mlfactor.registry import parse_model_uri
 from mlfactor.serving.flags import Flags
 from mlfactor.serving.model import ServedModel, load_from_bento_store, load_from_registry, load_with_retry
@@ -37,6 +39,7 @@ class Prediction:
     variant: str
     model: ServedModel
     predictions: list[Any]
+    latency_ms: float  # the model's own time on these rows (validation included)
 
 
 def plan_variants(settings: Settings) -> tuple[str, list[tuple[str, str]], tuple[tuple[str, int], ...]]:
@@ -154,8 +157,10 @@ class ServingRuntime:
     ) -> Prediction:
         """Validate ``rows`` against the variant's schema and predict; RequestError when invalid."""
         model = self.models[variant]
+        started = time.perf_counter()
         model.schema.validate(rows, allow_extra=allow_extra)
-        return Prediction(variant, model, model.predict(rows, params))
+        predictions = model.predict(rows, params)
+        return Prediction(variant, model, predictions, _elapsed_ms(started))
 
     def shadow_enabled(self) -> bool:
         """Whether a shadow is loaded and its flag is on."""
@@ -166,8 +171,10 @@ class ServingRuntime:
         shadow = self.models["shadow"]
         try:
             with self._shadow_lock:
+                started = time.perf_counter()
                 shadow.schema.validate(rows, allow_extra=True)
                 predictions = shadow.predict(rows)
+                latency_ms = _elapsed_ms(started)
         except Exception as exc:  # noqa: BLE001 - a shadow failure must never reach the client
             event(
                 logger,
@@ -182,15 +189,19 @@ class ServingRuntime:
         event(
             predictions_logger,
             "shadow_prediction",
+            schema_version=SCHEMA_VERSION,
             request_id=request_id,
             variant=served.variant,
             model_name=served.model.name,
             model_version=served.model.version,
+            shadow=True,
+            shadow_model_name=shadow.name,
             shadow_version=shadow.version,
-            served=served.predictions,
-            shadow=predictions,
-            agree=sum(a == b for a, b in zip(served.predictions, predictions, strict=False)),
             rows=len(rows),
+            outputs=predictions,
+            served_outputs=served.predictions,
+            agree=sum(a == b for a, b in zip(served.predictions, predictions, strict=False)),
+            latency_ms=latency_ms,
         )
 
     def log_prediction(self, rows: Sequence[Row], served: Prediction, request_id: str) -> None:
@@ -198,10 +209,18 @@ class ServingRuntime:
         event(
             predictions_logger,
             "prediction",
+            schema_version=SCHEMA_VERSION,
             request_id=request_id,
             variant=served.variant,
             model_name=served.model.name,
             model_version=served.model.version,
+            shadow=False,
+            rows=len(rows),
             inputs=list(rows),
             outputs=served.predictions,
+            latency_ms=served.latency_ms,
         )
+
+
+def _elapsed_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
