@@ -37,9 +37,9 @@ from dotenv import dotenv_values
 from mlfactor.errors import ConfigError
 from mlfactor.names import did_you_mean
 from mlfactor.variables import (
-    BOOLEAN,
     LOG_LEVEL,
     PATH,
+    RATE,
     WEIGHTS,
     Resolution,
     Variable,
@@ -206,11 +206,14 @@ class Settings:
         PATH,
         doc="JSON or YAML file of runtime feature flags, re-read when it changes.",
     )
-    log_predictions: bool = setting(
+    log_predictions: float = setting(
         "MLFACTOR_LOG_PREDICTIONS",
-        BOOLEAN,
-        default=False,
-        doc="Log every request's inputs and outputs as `prediction` events.",
+        RATE,
+        default=0.0,
+        doc=(
+            "Share of requests whose inputs and outputs are logged as `prediction` events "
+            "(`0.1`: one in ten, chosen by request id, so replicas agree; `true`: every request)."
+        ),
     )
     registry_wait: float = setting(
         "MLFACTOR_REGISTRY_WAIT",

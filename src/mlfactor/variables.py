@@ -96,7 +96,20 @@ def _log_level(raw: str) -> int:
 
 
 LOG_LEVEL_NAMES = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _rate(raw: str) -> float:
+    lowered = raw.strip().lower()
+    if lowered in _TRUE | _FALSE:
+        return 1.0 if lowered in _TRUE else 0.0
+    value = float(lowered)
+    if not 0.0 <= value <= 1.0:  # also refuses nan
+        raise ValueError(raw)
+    return value
+
+
 BOOLEAN: Kind[bool] = Kind("true or false", _boolean)
+RATE: Kind[float] = Kind("a share from 0 to 1 (true means 1, false 0)", _rate)
 PATH: Kind[Path] = Kind("a path", Path, str)
 LOG_LEVEL: Kind[int] = Kind(f"one of {', '.join(LOG_LEVEL_NAMES)}", _log_level, logging.getLevelName)
 WEIGHTS: Kind[tuple[tuple[str, int], ...]] = Kind(

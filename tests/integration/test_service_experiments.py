@@ -237,3 +237,26 @@ def test_feedback_needs_no_model_state_and_rejects_bad_bodies(client: httpx.Clie
     assert "[0].request_id" in message and "'bad id!'" in message, message
     assert "[1]: expected exactly one of label or value, got neither" in message, message
     assert client.post("/feedback", content=b"{not json").status_code == 400
+
+
+def test_a_log_rate_samples_requests_by_id_the_same_way_every_time(experiment: Experiment) -> None:
+    """MLFACTOR_LOG_PREDICTIONS=0.5 logs about half the requests, the same ones on a repeat, rate recorded."""
+    unset = ("MLFACTOR_FLAGS_FILE", "MLFACTOR_VARIANTS", "MLFACTOR_SHADOW")
+    store_env = {k: v for k, v in experiment.service.env.items() if k not in unset}
+    sampled = start_in_process(store_env, {"MLFACTOR_LOG_PREDICTIONS": "0.5"})
+    runtime = sampled.state.runtime
+    assert runtime is not None
+    ids = [f"rate-{i}" for i in range(200)]
+    chosen = {request_id for request_id in ids if runtime.log_rate(request_id)}
+    assert 60 <= len(chosen) <= 140, len(chosen)  # ~100 of 200; far outside this, sampling is broken
+    with sampled.client() as client, captured_events() as events:
+        for _ in range(2):
+            for request_id in ids:
+                answer = client.post(
+                    "/predict", json={"records": [IRIS_ROW]}, headers={"X-Request-ID": request_id}
+                )
+                assert answer.status_code == 200, answer.text
+        events.wait_for("prediction", where=lambda _: len(events.named("prediction")) >= 2 * len(chosen))
+    logged = [e["request_id"] for e in events.named("prediction")]
+    assert sorted(logged) == sorted([*chosen, *chosen]), logged
+    assert {e["sample_rate"] for e in events.named("prediction")} == {0.5}

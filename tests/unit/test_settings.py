@@ -9,6 +9,7 @@ import pytest
 
 from mlfactor.errors import ConfigError, ExitCode
 from mlfactor.settings import VARIABLES, Settings, load_settings, sandbox_environment, settings_fields
+from mlfactor.variables import BOOLEAN
 
 
 def test_defaults_point_at_embedded_sqlite_store(tmp_path: Path) -> None:
@@ -141,9 +142,25 @@ def test_an_empty_variable_means_its_default(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("raw", "expected"), [("true", True), ("YES", True), ("1", True), ("off", False), ("0", False)], ids=str
 )
-def test_booleans_read_the_usual_spellings(tmp_path: Path, raw: str, expected: bool) -> None:
+def test_booleans_read_the_usual_spellings(raw: str, expected: bool) -> None:
     """true/yes/1/on and false/no/0/off, in any case."""
-    assert load_settings({"MLFACTOR_LOG_PREDICTIONS": raw}, cwd=tmp_path).log_predictions is expected
+    assert BOOLEAN.convert(raw) is expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("0.25", 0.25), ("true", 1.0), ("off", 0.0), ("1", 1.0)], ids=str
+)
+def test_the_prediction_log_rate_is_a_share_or_a_boolean(tmp_path: Path, raw: str, expected: float) -> None:
+    """MLFACTOR_LOG_PREDICTIONS takes a share from 0 to 1, or true/false for all or none."""
+    assert load_settings({"MLFACTOR_LOG_PREDICTIONS": raw}, cwd=tmp_path).log_predictions == expected
+
+
+@pytest.mark.parametrize("raw", ["1.5", "-0.1", "nan", "half"], ids=str)
+def test_a_prediction_log_rate_outside_0_to_1_is_refused(tmp_path: Path, raw: str) -> None:
+    """A rate outside 0..1 (or not a number) is a ConfigError naming the value and the range."""
+    with pytest.raises(ConfigError, match=r"MLFACTOR_LOG_PREDICTIONS.*a share from 0 to 1") as caught:
+        load_settings({"MLFACTOR_LOG_PREDICTIONS": raw}, cwd=tmp_path)
+    assert raw in str(caught.value)
 
 
 def test_declared_configuration_leaves_out_this_machine_s_defaults(tmp_path: Path) -> None:

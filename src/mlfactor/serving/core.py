@@ -280,8 +280,8 @@ class ServingCore:
         if runtime is None:
             return
         try:
-            if work.log_predictions:
-                runtime.log_prediction(work.rows, work.served, work.request_id)
+            if work.log_rate:
+                runtime.log_prediction(work.rows, work.served, work.request_id, work.log_rate)
             if work.shadow:
                 runtime.score_shadow(work.rows, work.served, work.request_id)
         except Exception:  # noqa: BLE001 - background work never affects the client
@@ -292,10 +292,10 @@ def _after_response(
     runtime: ServingRuntime, rows: list[Row], served: Prediction, request_id: str
 ) -> AfterResponse | None:
     shadow = runtime.shadow_enabled()
-    log_predictions = runtime.flags.log_predictions()
-    if not shadow and not log_predictions:
+    log_rate = runtime.log_rate(request_id)
+    if not shadow and not log_rate:
         return None
-    return AfterResponse(rows, served, request_id, log_predictions=log_predictions, shadow=shadow)
+    return AfterResponse(rows, served, request_id, log_rate=log_rate, shadow=shadow)
 
 
 @functools.cache

@@ -66,7 +66,7 @@ class AfterResponse:
     rows: list[Row]
     served: Prediction
     request_id: str
-    log_predictions: bool
+    log_rate: float  # 0: not logged; else the share of requests logged (the event's sample_rate)
     shadow: bool
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -78,7 +79,7 @@ class ServingRuntime:
         self.flags = Flags(
             settings.flags_file,
             shadow=bool(settings.shadow),
-            log_predictions=settings.log_predictions,
+            log_predictions=settings.log_predictions > 0,
             variant_weights="",
         )
         self.flags.watch()
@@ -162,6 +163,18 @@ class ServingRuntime:
         predictions = model.predict(rows, params)
         return Prediction(variant, model, predictions, _elapsed_ms(started))
 
+    def log_rate(self, request_id: str) -> float:
+        """The share of requests logged if ``request_id``'s request is logged, else 0.
+
+        The decision hashes the request id, so every replica (and a retry) decides alike.
+        With the ``log_predictions`` flag on and no rate configured, every request is logged.
+        """
+        if not self.flags.log_predictions():
+            return 0.0
+        rate = self.settings.log_predictions or 1.0
+        sampled = zlib.crc32(request_id.encode()) / 2**32 < rate
+        return rate if sampled else 0.0
+
     def shadow_enabled(self) -> bool:
         """Whether a shadow is loaded and its flag is on."""
         return "shadow" in self.models and self.flags.shadow()
@@ -204,7 +217,7 @@ class ServingRuntime:
             latency_ms=latency_ms,
         )
 
-    def log_prediction(self, rows: Sequence[Row], served: Prediction, request_id: str) -> None:
+    def log_prediction(self, rows: Sequence[Row], served: Prediction, request_id: str, rate: float) -> None:
         """Emit one ``prediction`` event with the inputs and outputs (when the flag is on)."""
         event(
             predictions_logger,
@@ -215,6 +228,7 @@ class ServingRuntime:
             model_name=served.model.name,
             model_version=served.model.version,
             shadow=False,
+            sample_rate=rate,
             rows=len(rows),
             inputs=list(rows),
             outputs=served.predictions,
