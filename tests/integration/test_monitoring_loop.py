@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import PROJECT_DIR, register_demo_model, store_environment
@@ -80,52 +82,45 @@ def events_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[st
     return path, env
 
 
-def _mlfactor(env: dict[str, str], monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
-    """Run ``mlfactor ARGS`` in this process on the loop's store; its exit code."""
+Command = Callable[..., tuple[int, dict[str, Any]]]
+
+
+@pytest.fixture
+def mlfactor(
+    events_file: tuple[Path, dict[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> Command:
+    """Runs ``mlfactor ARGS EVENTS`` in this process on the loop's store: exit code and JSON result."""
+    path, env = events_file
     for key in [k for k in os.environ if k.startswith(("MLFACTOR_", "MLFLOW_"))]:
         monkeypatch.delenv(key)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.chdir(PROJECT_DIR)
-    return run_cli(cli, list(args))
+
+    def run(*args: str) -> tuple[int, dict[str, Any]]:
+        code = run_cli(cli, [*args, "--json", str(path)])
+        out = capsys.readouterr().out
+        return code, json.loads(out.strip().splitlines()[-1])
+
+    return run
 
 
-def test_experiment_report_on_the_service_stream_finds_the_better_challenger(
-    events_file: tuple[Path, dict[str, str]],
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_experiment_report_on_the_service_stream_finds_the_better_challenger(mlfactor: Command) -> None:
     """The served stream's predictions joined with their feedback give challenger_better, without SRM."""
-    path, env = events_file
-    code = _mlfactor(
-        env,
-        monkeypatch,
-        "experiment",
-        "report",
-        "--weights",
-        "champion=50,challenger=50",
-        "--json",
-        str(path),
-    )
-    out = capsys.readouterr().out
-    assert code == 0, out
-    result = json.loads(out.strip().splitlines()[-1])
+    code, result = mlfactor("experiment", "report", "--weights", "champion=50,challenger=50")
+    assert code == 0, result
     assert result["decision"] == "challenger_better", result
     assert result["sample_ratio"]["mismatch"] is False and result["promotable"], result["sample_ratio"]
     joined = {v["variant"]: v["joined"] for v in result["variants"]}
     assert sum(joined.values()) == REQUESTS and result["unmatched_feedback"] == 0, result
 
 
-def test_drift_on_the_service_stream_flags_the_shifted_feature_alone(
-    events_file: tuple[Path, dict[str, str]],
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_drift_on_the_service_stream_flags_the_shifted_feature_alone(mlfactor: Command) -> None:
     """`monitor drift` on the served stream exits 10 and flags the shifted feature, no other."""
-    path, env = events_file
-    code = _mlfactor(env, monkeypatch, "monitor", "drift", "--no-log", "--json", str(path))
-    out = capsys.readouterr().out
-    assert code == 10, out
-    result = json.loads(out.strip().splitlines()[-1])
+    code, result = mlfactor("monitor", "drift", "--no-log")
+    assert code == 10, result
+    assert result["groups"], result
     for group in result["groups"]:
         assert [f["feature"] for f in group["features"] if f["drifted"]] == [SHIFTED], group
