@@ -99,10 +99,9 @@ LOG_LEVEL_NAMES = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def _rate(raw: str) -> float:
-    lowered = raw.strip().lower()
-    if lowered in _TRUE | _FALSE:
-        return 1.0 if lowered in _TRUE else 0.0
-    value = float(lowered)
+    if raw.strip().lower() in _TRUE | _FALSE:
+        return 1.0 if _boolean(raw) else 0.0
+    value = float(raw)
     if not 0.0 <= value <= 1.0:  # also refuses nan
         raise ValueError(raw)
     return value

@@ -168,6 +168,9 @@ def test_the_service_keeps_answering_while_the_registry_is_gone(
         hidden.rename(database)
 
 
+STREAM_EVENTS = ("prediction", "shadow_prediction", "feedback")  # each has docs/events/NAME.schema.json
+
+
 class _JsonLines(logging.Handler):
     """The JSON lines the service writes for its prediction stream, formatted as on stdout."""
 
@@ -212,9 +215,9 @@ def test_every_event_of_the_prediction_stream_validates_against_its_schema(
     finally:
         stream.removeHandler(lines)
     kinds = {line["event"] for line in lines.lines}
-    assert {"prediction", "shadow_prediction", "feedback"} <= kinds, kinds
+    assert set(STREAM_EVENTS) <= kinds, kinds
     for line in lines.lines:
-        if line["event"] in kinds & {"prediction", "shadow_prediction", "feedback"}:
+        if line["event"] in STREAM_EVENTS:
             errors = [e.message for e in _schema(line["event"]).iter_errors(line)]
             assert not errors, (line, errors)
     prediction = next(line for line in lines.lines if line["event"] == "prediction")
@@ -225,7 +228,7 @@ def test_every_event_of_the_prediction_stream_validates_against_its_schema(
     ]
 
 
-def test_feedback_needs_no_model_state_and_rejects_bad_bodies(client: httpx.Client) -> None:
+def test_feedback_answers_202_with_the_count_and_rejects_bad_bodies(client: httpx.Client) -> None:
     """POST /feedback answers 202 with the count; a bad body gets a 400 naming every problem."""
     with captured_events() as events:
         good = client.post("/feedback", json={"request_id": "fb-1", "label": "setosa"})

@@ -9,6 +9,7 @@ import jsonschema
 import pytest
 
 from mlfactor.monitoring.feedback import read_feedback
+from mlfactor.serving.openapi import FEEDBACK_INPUT
 from mlfactor.serving.request_error import RequestError
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs/events/feedback.schema.json").read_text())
@@ -33,6 +34,7 @@ def test_each_object_becomes_one_valid_feedback_event(body: object, fields: list
     for event in events:
         jsonschema.validate(event, SCHEMA)
     assert [{k: v for k, v in e.items() if k in {"request_id", "label", "value"}} for e in events] == fields
+    jsonschema.validate(body, FEEDBACK_INPUT)  # the body /docs.json documents is the body accepted
 
 
 @pytest.mark.parametrize(

@@ -179,13 +179,24 @@ def _get(summary: str, media: str, tag: str = "Infrastructure") -> dict[str, Any
     }
 
 
-_FEEDBACK_ITEM: dict[str, Any] = {
+_SCALARS: list[dict[str, Any]] = [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]
+_FEEDBACK_ITEM: dict[str, Any] = {  # what monitoring.feedback.read_feedback accepts
     "type": "object",
     "required": ["request_id"],
     "properties": {
-        "request_id": {"type": "string", "description": "The X-Request-ID of the prediction"},
-        "label": {"description": "The true label (exactly one of label or value)"},
-        "value": {"type": "number", "description": "The observed value (exactly one of label or value)"},
+        "request_id": {
+            "type": "string",
+            "pattern": "^[A-Za-z0-9._:-]{1,128}$",
+            "description": "The X-Request-ID of the prediction",
+        },
+        "label": {
+            "description": "The true label, or one per row (exactly one of label or value)",
+            "oneOf": [*_SCALARS, {"type": "array", "items": {"oneOf": _SCALARS}, "minItems": 1}],
+        },
+        "value": {
+            "description": "The observed number, or one per row (exactly one of label or value)",
+            "oneOf": [{"type": "number"}, {"type": "array", "items": {"type": "number"}, "minItems": 1}],
+        },
     },
     "additionalProperties": False,
 }

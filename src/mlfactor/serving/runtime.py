@@ -218,7 +218,7 @@ class ServingRuntime:
         )
 
     def log_prediction(self, rows: Sequence[Row], served: Prediction, request_id: str, rate: float) -> None:
-        """Emit one ``prediction`` event with the inputs and outputs (when the flag is on)."""
+        """Emit one ``prediction`` event of a sampled request; ``rate`` is the share sampled."""
         event(
             predictions_logger,
             "prediction",
