@@ -85,6 +85,30 @@ VALIDATE_EXIT_CODES = exit_codes_help(
     help="Write the --sweep grid as a Kubernetes Indexed Job to DIR instead of running it (docs/deploy.md).",
 )
 @click.option(
+    "--open-run",
+    is_flag=True,
+    help="Only create the pipeline run (its parent MLflow run) for steps run one by one with --step.",
+)
+@click.option(
+    "--step",
+    default=None,
+    metavar="NAME",
+    help="Run only step NAME of the open pipeline run --pipeline-run-id (one pod or task per step).",
+)
+@click.option(
+    "--finish-run",
+    is_flag=True,
+    help="Record the outcome of the pipeline run --pipeline-run-id from its steps' runs and end it.",
+)
+@click.option("--pipeline-run-id", default=None, metavar="ID", help="The run --open-run created.")
+@click.option(
+    "--run-id-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="PATH",
+    help="With --open-run: also write the run id to PATH (a JSON string when PATH ends in .json).",
+)
+@click.option(
     "--output-dir",
     type=click.Path(path_type=Path),
     default=None,
@@ -103,6 +127,11 @@ def run(  # noqa: PLR0917 - click passes every option positionally
     sweep_index: int | None,
     sweep_id: str | None,
     render_k8s: Path | None,
+    open_run: bool,
+    step: str | None,
+    finish_run: bool,
+    pipeline_run_id: str | None,
+    run_id_file: Path | None,
     output_dir: Path | None,
     progress: bool | None,
 ) -> int:
@@ -112,10 +141,32 @@ def run(  # noqa: PLR0917 - click passes every option positionally
     checked before the first kernel starts. With --sweep, every point of the
     grid is its own pipeline run (at most --max-parallel at once) and the
     ranking by the pipeline's metric is printed. The last line on stdout is a
-    JSON summary.
+    JSON summary. --open-run, --step and --finish-run run the same pipeline
+    run one step per process (docs/pipelines.md, "One step per process").
     """
     from mlfactor.pipeline.progress import make_progress
     from mlfactor.pipeline.sweep import sweep_id as derive_sweep_id
+
+    if open_run or step is not None or finish_run:
+        _check_step_mode(open_run, step, finish_run, pipeline_run_id, run_id_file, parameters)
+        if sweeps and (not open_run or sweep_index is None or render_k8s is not None):
+            raise click.UsageError(
+                "with --open-run, --sweep needs --sweep-index (the point this run is); --step and "
+                "--finish-run take no --sweep."
+            )
+        overrides, run_tags = list(parameters), {}
+        if sweeps:
+            from mlfactor.pipeline.sweep import as_overrides, parse_axes, point, point_tags
+
+            assert sweep_index is not None  # noqa: S101 - checked above
+            overrides += as_overrides(point(parse_axes(sweeps), sweep_index))
+            run_tags = point_tags(identifier_for(pipeline, sweeps, sweep_id), sweep_index)
+        return _run_step_mode(pipeline, overrides, run_tags, step, pipeline_run_id, run_id_file, output_dir,
+                              progress)  # fmt: skip
+    if pipeline_run_id is not None or run_id_file is not None:
+        raise click.UsageError(
+            "--pipeline-run-id and --run-id-file go with --open-run, --step or --finish-run."
+        )
 
     if sweep_index is not None and not sweeps:
         raise click.UsageError("--sweep-index needs the --sweep options that define the grid.")
@@ -184,6 +235,70 @@ def run(  # noqa: PLR0917 - click passes every option positionally
         result = run_pipeline(
             plan, settings, max_parallel=max_parallel, output_dir=output_dir, progress=make_progress(progress)
         )
+    emit_json(result.summary())
+    if result.error is not None:
+        click.echo(f"Error: {result.error}", err=True)
+    return result.exit_code
+
+
+def _check_step_mode(  # noqa: PLR0917 - the options of one command
+    open_run: bool,
+    step: str | None,
+    finish_run: bool,
+    pipeline_run_id: str | None,
+    run_id_file: Path | None,
+    parameters: Sequence[str],
+) -> None:
+    """Refuse option combinations of the step-by-step modes that cannot mean anything."""
+    if open_run + (step is not None) + finish_run > 1:
+        raise click.UsageError("--open-run, --step and --finish-run are separate processes: give one.")
+    if not open_run and pipeline_run_id is None:
+        raise click.UsageError("--step and --finish-run need --pipeline-run-id (the id --open-run printed).")
+    if open_run and pipeline_run_id is not None:
+        raise click.UsageError("--open-run creates the pipeline run; it takes no --pipeline-run-id.")
+    if not open_run and (parameters or run_id_file is not None):
+        raise click.UsageError(
+            "-p and --run-id-file go with --open-run: a step takes the parameters its pipeline run recorded."
+        )
+
+
+def identifier_for(pipeline: Path, sweeps: Sequence[str], given: str | None) -> str:
+    """The sweep id: ``--sweep-id``, else derived from the file and the grid."""
+    from mlfactor.pipeline.sweep import sweep_id as derive_sweep_id
+
+    return given or derive_sweep_id(pipeline, sweeps)
+
+
+def _run_step_mode(  # noqa: PLR0917 - the options of one command
+    pipeline: Path,
+    parameters: Sequence[str],
+    run_tags: dict[str, str],
+    step: str | None,
+    pipeline_run_id: str | None,
+    run_id_file: Path | None,
+    output_dir: Path | None,
+    progress: bool | None,
+) -> int:
+    """One process of a pipeline run step by step: open it (no run id yet), run one step, or finish it."""
+    from mlfactor.pipeline import distributed
+    from mlfactor.pipeline.plan import make_plan
+    from mlfactor.pipeline.progress import make_progress
+
+    settings = start()
+    plan = make_plan(pipeline, parameters)
+    if step is None and pipeline_run_id is None:
+        opened = distributed.open_pipeline_run(plan, settings, output_dir=output_dir, tags=run_tags)
+        if run_id_file is not None:
+            distributed.write_run_id(run_id_file, opened.run_id)
+        emit_json(opened.summary())
+        return 0
+    assert pipeline_run_id is not None  # noqa: S101 - checked by _check_step_mode
+    if step is not None:
+        result = distributed.run_pipeline_step(
+            plan, settings, step, pipeline_run_id, output_dir=output_dir, progress=make_progress(progress)
+        )
+    else:
+        result = distributed.finish_pipeline_run(plan, settings, pipeline_run_id)
     emit_json(result.summary())
     if result.error is not None:
         click.echo(f"Error: {result.error}", err=True)

@@ -13,7 +13,6 @@ prints as its final JSON line.
 from __future__ import annotations
 
 import importlib
-import json
 import signal
 import threading
 import time
@@ -23,29 +22,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from mlfactor import tags
 from mlfactor.errors import ExitCode, InterruptedRunError, MlfactorError, StepFailedError
 from mlfactor.log import bind, event, get_logger
-from mlfactor.masking import mask_data, mask_key, mask_text, remember_secrets, secret_values
-from mlfactor.pipeline import lineage
-from mlfactor.pipeline.artifacts import write_atomic
+from mlfactor.masking import mask_data, remember_secrets, secret_values
 from mlfactor.pipeline.kernel import STOP_GRACE_S, KernelHandle
 from mlfactor.pipeline.parameters import resolve_references
+from mlfactor.pipeline.parent import ParentRun, open_parent, record_outcome
 from mlfactor.pipeline.plan import Plan
 from mlfactor.pipeline.progress import NullProgress, Progress
 from mlfactor.pipeline.step import StepContext, StepResult, run_step
 from mlfactor.settings import Settings
 from mlfactor.signals import StopRequest, handle_stop_signals
 from mlfactor.tags import RunStatus
-from mlfactor.tracking import connect, ensure_experiment
+from mlfactor.tracking import connect
 
 logger = get_logger(__name__)
-LINEAGE_DIR = "lineage"
-PARAMETERS_FILE = "parameters.json"
-"""In the parent run's ``lineage/``: each step's parameters as planned, typed (references as written)."""
 NOT_STARTED = "NOT_STARTED"
 
 
@@ -115,56 +108,22 @@ def run_pipeline(
     _warm_imports()
     remember_secrets(secret_values(settings.environ))
     client = client or connect(settings)
-    experiment_name = experiment or spec.experiment
-    experiment_id = ensure_experiment(client, experiment_name, settings)
-    run_tags = {**lineage.pipeline_tags(spec.name, spec.path, spec.sha256, spec.project_dir), **(tags or {})}
-    packages = lineage.installed_packages()
-    run_tags.update(lineage.package_tags(packages))
-    parent = client.create_run(experiment_id, tags=run_tags, run_name=spec.name)
-    run_id = parent.info.run_id
-    out = (output_dir or settings.project_dir / "output" / "pipelines" / spec.name) / run_id
-    out.mkdir(parents=True, exist_ok=True)
-    recorded = out / LINEAGE_DIR
-    packages_file = recorded / "packages.txt"
-    write_atomic(packages_file, lineage.packages_text(packages))
-    write_atomic(recorded / PARAMETERS_FILE, json.dumps(mask_data(plan.parameters), indent=1))
-    write_atomic(recorded / spec.path.name, spec.path.read_text(encoding="utf-8"))
-    params = lineage.flatten_parameters(plan.parameters)
-    client.log_batch(run_id, params=[Param(mask_key(k), mask_text(v)) for k, v in params.items()])
-    client.log_artifacts(run_id, str(recorded), LINEAGE_DIR)
-    with bind(pipeline=spec.name, pipeline_run_id=run_id):
+    parent = open_parent(
+        plan, settings, client, experiment=experiment, extra_tags=tags, output_dir=output_dir
+    )
+    with bind(pipeline=spec.name, pipeline_run_id=parent.run_id):
         event(
             logger,
             "pipeline_started",
-            run_id=run_id,
-            experiment=experiment_name,
+            run_id=parent.run_id,
+            experiment=parent.experiment_name,
             steps=spec.step_names,
             file=spec.relative_path,
-            output_dir=str(out),
+            output_dir=str(parent.out),
         )
-        scheduler = _Scheduler(
-            plan,
-            settings,
-            client,
-            experiment_id,
-            run_id,
-            out,
-            packages_file,
-            lineage.package_tags(packages),
-            progress or NullProgress(),
-            max(1, max_parallel or settings.max_parallel),
-        )
-        scheduler.experiment_name = experiment_name
-        started = time.monotonic()
-        try:
-            signals = StopRequest()
-            with handle_stop_signals(signals):
-                scheduler.run(signals)
-        finally:
-            scheduler.drain()
-            (progress or NullProgress()).close()
-        result = scheduler.result(time.monotonic() - started, dict(tags or {}))
-        _record_outcome(client, plan, result)
+        scheduler = _Scheduler(plan, settings, client, parent, progress or NullProgress(), max_parallel)
+        result = scheduler.run_all(dict(tags or {}))
+        record_outcome(client, plan, result)
         event(
             logger,
             "pipeline_finished",
@@ -175,6 +134,30 @@ def run_pipeline(
             steps={n: r.status for n, r in result.steps.items()},
         )
     return result
+
+
+def run_steps(
+    plan: Plan,
+    settings: Settings,
+    client: MlflowClient,
+    parent: ParentRun,
+    done: Mapping[str, StepResult],
+    *,
+    progress: Progress | None = None,
+) -> PipelineResult:
+    """Run the steps of ``plan`` not in ``done`` under an existing parent run; the parent stays open.
+
+    ``done`` holds the steps finished elsewhere (other processes, other
+    machines) with their outputs; later steps take their ``${steps...}``
+    references from them. Timeouts, retries and signals work as in
+    :func:`run_pipeline`.
+    """
+    _warm_imports()
+    remember_secrets(secret_values(settings.environ))
+    with bind(pipeline=plan.spec.name, pipeline_run_id=parent.run_id):
+        scheduler = _Scheduler(plan, settings, client, parent, progress or NullProgress(), 1)
+        scheduler.results.update(done)
+        return scheduler.run_all({})
 
 
 def _warm_imports() -> None:
@@ -191,24 +174,21 @@ def _warm_imports() -> None:
 class _Scheduler:
     """Start ready steps on worker threads and watch them from the main thread."""
 
-    def __init__(  # noqa: PLR0917 - internal, called once
+    def __init__(  # noqa: PLR0917 - internal, called twice
         self,
         plan: Plan,
         settings: Settings,
         client: MlflowClient,
-        experiment_id: str,
-        run_id: str,
-        out: Path,
-        packages_file: Path,
-        packages_tags: Mapping[str, str],
+        parent: ParentRun,
         progress: Progress,
-        max_parallel: int,
+        max_parallel: int | None,
     ) -> None:
         self.plan, self.settings, self.client = plan, settings, client
-        self.experiment_id, self.run_id, self.out = experiment_id, run_id, out
-        self.packages_file, self.packages_tags, self.progress = packages_file, dict(packages_tags), progress
-        self.max_parallel = max_parallel
-        self.experiment_name = ""
+        self.experiment_id, self.run_id, self.out = parent.experiment_id, parent.run_id, parent.out
+        self.packages_file, self.packages_tags = parent.packages_file, dict(parent.packages_tags)
+        self.progress = progress
+        self.max_parallel = max(1, max_parallel or settings.max_parallel)
+        self.experiment_name = parent.experiment_name
         self.secrets = secret_values(settings.environ)
         self.results: dict[str, StepResult] = {}
         self.kernels: dict[str, tuple[KernelHandle, float]] = {}
@@ -218,6 +198,18 @@ class _Scheduler:
         self.failed = False
         self.publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlfactor-publish")
         self.published: list[Future[None]] = []
+
+    def run_all(self, tags: dict[str, str]) -> PipelineResult:
+        """Run every ready step until none is left, with signals handled; return the result."""
+        started = time.monotonic()
+        try:
+            signals = StopRequest()
+            with handle_stop_signals(signals):
+                self.run(signals)
+        finally:
+            self.drain()
+            self.progress.close()
+        return self.result(time.monotonic() - started, tags)
 
     def publish(self, job: Callable[[], None]) -> None:
         """Render and log a finished step's notebook and end its run, while later steps start."""
@@ -363,33 +355,3 @@ class _Scheduler:
             error,
             tags=tags,
         )
-
-
-def _record_outcome(client: MlflowClient, plan: Plan, result: PipelineResult) -> None:
-    """Copy the ranking metric and outputs to the parent run, log the summary, end the run."""
-    metric = plan.spec.metric
-    try:
-        if metric is not None and result.error is None:
-            step = result.steps.get(metric.step)
-            if step is not None and step.run_id is not None:
-                value = client.get_run(step.run_id).data.metrics.get(metric.name)
-                recorded = step.outputs.get(metric.name)
-                if value is None and isinstance(recorded, int | float) and not isinstance(recorded, bool):
-                    value = float(recorded)  # a numeric output of the step counts as its metric
-                if value is not None:
-                    key = mask_key(f"{metric.step}.{metric.name}")
-                    client.log_batch(result.run_id, metrics=[Metric(key, value, int(time.time() * 1000), 0)])
-                    result.metric = {"name": key, "value": value, "goal": metric.goal}
-        outcome = [RunTag(tags.STATUS_TAG, result.status)]
-        outcome += [
-            RunTag(mask_key(f"{tags.OUTPUT_TAG_PREFIX}{s}.{k}"), mask_text(str(v))[:5000])
-            for s, values in result.outputs.items()
-            for k, v in values.items()
-        ]
-        if result.error is not None:
-            outcome.append(RunTag(tags.ERROR_TAG, mask_text(str(result.error))[:5000]))
-        client.log_batch(result.run_id, tags=outcome)
-        client.log_dict(result.run_id, result.summary(), "summary.json")
-    except Exception as exc:  # noqa: BLE001 - the run must still be ended
-        event(logger, "pipeline_record_failed", level=40, error=str(exc)[:300])
-    client.set_terminated(result.run_id, result.status)

@@ -51,6 +51,8 @@ from mlfactor.settings import Settings
 from mlfactor.tags import RunStatus
 
 logger = get_logger(__name__)
+OUTCOME_ARTIFACT = "lineage/step.json"
+"""In each step run: outputs (typed JSON, masked), status and exit code, read by steps run elsewhere."""
 
 
 @dataclass
@@ -232,6 +234,7 @@ def _finish(  # noqa: PLR0917 - internal
             if kernel_log is not None:
                 ctx.client.log_artifact(run_id, str(kernel_log), NOTEBOOK_ARTIFACT_DIR)
             ctx.client.log_artifact(run_id, str(ctx.packages_file), "lineage")
+            ctx.client.log_dict(run_id, step_outcome(status, outputs, error), OUTCOME_ARTIFACT)
             _tag_versions(ctx, run)
         except Exception as exc:  # noqa: BLE001 - the run must still be ended
             event(logger, "step_artifacts_failed", level=40, run_id=run_id, error=str(exc)[:300])
@@ -239,6 +242,16 @@ def _finish(  # noqa: PLR0917 - internal
 
     ctx.publish(publish)
     return notebook
+
+
+def step_outcome(status: str, outputs: Mapping[str, Any], error: MlfactorError | None) -> dict[str, Any]:
+    """The step's outcome as ``lineage/step.json`` records it (see :data:`OUTCOME_ARTIFACT`)."""
+    return {
+        "status": str(status),
+        "exit_code": 0 if error is None else int(error.exit_code),
+        "error": None if error is None else mask_text(str(error))[:5000],
+        "outputs": mask_data(dict(outputs)),
+    }
 
 
 def _tag_versions(ctx: StepContext, run: Run) -> None:
