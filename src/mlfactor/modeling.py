@@ -82,8 +82,19 @@ def log_sklearn_model(
     log_profile(client, run.info.run_id, input_example)
     if registered_name is None:
         return LoggedModel(info.model_uri, run.info.run_id, None, None)
-    run_tags = client.get_run(run.info.run_id).data.tags
+    return register_logged_model(client, info.model_uri, run.info.run_id, registered_name, tags)
+
+
+def register_logged_model(
+    client: MlflowClient,
+    model_uri: str,
+    run_id: str,
+    registered_name: str,
+    tags: dict[str, str] | None = None,
+) -> LoggedModel:
+    """Register a model logged in run ``run_id``; the version inherits the run's git and mlfactor tags."""
+    run_tags = client.get_run(run_id).data.tags
     version_tags = {k: v for k, v in run_tags.items() if k.startswith((GIT_TAG_PREFIX, MLFACTOR_PREFIX))}
     version_tags.update(tags or {})
-    mv = register_version(client, info.model_uri, registered_name, run_id=run.info.run_id, tags=version_tags)
-    return LoggedModel(info.model_uri, run.info.run_id, registered_name, str(mv.version))
+    mv = register_version(client, model_uri, registered_name, run_id=run_id, tags=version_tags)
+    return LoggedModel(model_uri, run_id, registered_name, str(mv.version))
