@@ -25,6 +25,7 @@ from typing import Any
 
 import mlflow
 import numpy as np
+import pandas as pd
 from mlflow.pyfunc.model import PythonModel
 
 from mlfactor.search.corpus import Passage
@@ -54,7 +55,7 @@ def search_metadata(*, max_batch_size: int = 64, max_latency_ms: float = 5.0) ->
     }
 
 
-def _k_values(model_input: Any) -> list[int]:
+def _k_values(model_input: pd.DataFrame) -> list[int]:
     """``k`` of every row: the given value, or DEFAULT_K where the column is absent or empty."""
     if "k" not in model_input:
         return [DEFAULT_K] * len(model_input)
@@ -77,7 +78,9 @@ class DocsSearchModel(PythonModel):
         vectors = np.load(artifacts[ARTIFACT_EMBEDDINGS]).astype(np.float32)
         self.index = PassageIndex(passages, vectors)
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> list[Any]:
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> list[Any]:
         """The best passages of every row of ``model_input`` (one list of results per row)."""
         queries = [str(q) for q in model_input["query"].tolist()]
         embedded = self.encoder.encode(queries)
