@@ -10,13 +10,15 @@ LOCK := requirements/lock.txt
 RUNTIME_LOCK := requirements/runtime.txt
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
+SEARCH_REQUIREMENTS := requirements/search.txt
+SEARCH_STAMP := $(VENV)/.installed-search
 PIPELINE ?= pipelines/train.yaml
 SERVICES_PORT ?= 5000
 SERVICES_DATABASE_URI ?= postgresql://postgres@127.0.0.1:5432/mlfactor
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export BENTOML_DO_NOT_TRACK ?= true
 
-.PHONY: help install run pipeline serve lab ui test lint lock clean services services-stop bench-cli bench-serve bench-batch bench-pipeline bench-monitor
+.PHONY: help install run pipeline serve lab ui test lint lock clean services services-stop bench-cli bench-serve bench-batch bench-pipeline bench-monitor install-search search bench-search
 
 help: ## List the targets (coloured only on a terminal, and never with NO_COLOR set)
 	@if [ -t 1 ] && [ -z "$$NO_COLOR" ]; then on='\033[36m'; off='\033[0m'; else on=''; off=''; fi; \
@@ -31,6 +33,17 @@ $(STAMP): pyproject.toml $(LOCK)
 
 install: $(STAMP) ## Create .venv and install the pinned dependencies and mlfactor (set-up only)
 
+# pip, not uv, for the search lock: pip finds torch's CPU build here, uv does not (docs/search.md).
+# The installed core packages are passed as constraints, so the search lock never moves a core pin.
+$(SEARCH_STAMP): $(STAMP) $(SEARCH_REQUIREMENTS)
+	@$(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip --upgrade >/dev/null
+	$(BIN)/python -m pip freeze --exclude-editable > $(VENV)/core-constraints.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+		--constraint $(VENV)/core-constraints.txt -r $(SEARCH_REQUIREMENTS)
+	@touch $(SEARCH_STAMP)
+
+install-search: $(SEARCH_STAMP) ## Add the search lock (torch CPU, sentence-transformers, onnxruntime) to .venv
+
 pipeline: $(STAMP) ## Run the demo training pipeline (PIPELINE=pipelines/train.yaml) on the configured store
 	@$(BIN)/mlfactor run $(PIPELINE)
 
@@ -41,6 +54,10 @@ run: $(STAMP) ## Set up, run the demo pipeline on the embedded sqlite store, the
 	@$(BIN)/mlfactor run $(PIPELINE)
 	@$(BIN)/mlfactor serve
 
+search: $(SEARCH_STAMP) ## Train, evaluate and register docs-search (pipelines/search.yaml), then serve its champion
+	@$(BIN)/mlfactor run pipelines/search.yaml
+	@MLFACTOR_MODEL_NAME=docs-search $(BIN)/mlfactor serve
+
 lab: $(STAMP) ## Serve JupyterLab on the project folder with the project's kernel and configuration
 	$(BIN)/mlfactor lab
 
@@ -48,7 +65,7 @@ ui: $(STAMP) ## Open the MLflow UI on the configured tracking store (127.0.0.1:5
 	$(BIN)/mlfactor ui
 
 TEST_WORKERS ?= 2
-test: $(STAMP) ## Set up and run the whole test suite (unit, integration, notebooks) on TEST_WORKERS (2) processes
+test: $(STAMP) $(SEARCH_STAMP) ## Set up and run the whole test suite (unit, integration, notebooks, search) on TEST_WORKERS (2) processes
 	$(BIN)/pytest -n $(TEST_WORKERS)
 
 lint: $(STAMP) ## ruff and mypy
@@ -78,6 +95,9 @@ bench-batch: $(STAMP) ## Peak RSS of `mlfactor admin batch-score` as the scored 
 
 bench-monitor: $(STAMP) ## Events/s of `monitor drift` and `experiment report`; A/A false positives, power, drift delay
 	$(BIN)/python benchmarks/bench_monitor.py --out benchmarks/results/bench-monitor-latest.json
+
+bench-search: $(SEARCH_STAMP) ## docs-search: cold start, p50/p99 and throughput at c=1 and 16 with and without batching, recall@5
+	$(BIN)/python benchmarks/bench_search.py --out benchmarks/results/bench-search-latest.json
 
 RELEASE ?= current
 K8S_OUT ?= build/k8s
