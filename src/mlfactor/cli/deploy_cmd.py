@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -10,6 +12,11 @@ from mlfactor.cli.common import start
 from mlfactor.cli.output import emit_json
 from mlfactor.cli.types import QUANTITY
 from mlfactor.errors import ExitCode, exit_codes_help
+
+if TYPE_CHECKING:
+    from mlfactor.deploy.render import Rendered
+    from mlfactor.release.records import Release
+    from mlfactor.settings import Settings
 
 E = ExitCode
 RENDER_EXIT_CODES = exit_codes_help(
@@ -29,7 +36,11 @@ RENDER_EXIT_CODES = exit_codes_help(
 
 @click.group("deploy")
 def deploy() -> None:
-    """Hand a release to Kubernetes: render its manifests (no cluster or Docker needed)."""
+    """Hand a release to Kubernetes: render its manifests (no cluster or Docker needed).
+
+    `render` writes the service, CronJobs and admin Job; `argo` and `airflow`
+    write a pipeline as a workflow of one pod per step.
+    """
 
 
 @deploy.command("render", epilog=RENDER_EXIT_CODES)
@@ -143,3 +154,154 @@ def render(
         err=True,
     )
     emit_json(result.to_dict())
+
+
+def _engine_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The options `deploy argo` and `deploy airflow` share."""
+    options = [
+        click.argument("pipeline", type=click.Path(path_type=Path)),
+        click.option("--release", "release_ref", required=True, help="Release id, `current` or `previous`."),
+        click.option(
+            "--out",
+            type=click.Path(file_okay=False, path_type=Path),
+            required=True,
+            help="Folder to write (created; an earlier rendering there is replaced).",
+        ),
+        click.option(
+            "--app", default=None, help="Application for `current`/`previous` when there are several."
+        ),
+        click.option(
+            "--registry", default="", help="Image registry prefix, e.g. ghcr.io/acme [default: none]."
+        ),
+        click.option(
+            "--schedule", default=None, help="Cron schedule (UTC) to run the pipeline on [default: none]."
+        ),
+        click.option(
+            "--retries",
+            type=click.IntRange(0, 10),
+            default=2,
+            show_default=True,
+            help="Retries of a failed task (Argo: only on exit codes a retry can fix).",
+        ),
+        click.option(
+            "-p",
+            "--parameter",
+            "parameters",
+            multiple=True,
+            metavar="STEP.NAME=VALUE",
+            help="Parameter override of every run (as `mlfactor run -p`). Repeatable.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _release(settings: Settings, ref: str, app: str | None) -> Release:
+    from mlfactor.deploy.releases import get_release
+    from mlfactor.tracking import connect
+
+    return get_release(connect(settings), settings, ref, app)
+
+
+def _report(result: Rendered, how: str) -> None:
+    for warning in result.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    keys = " ".join(f"--from-literal={key}=..." for key in result.secret_keys)
+    secret = f"kubectl create secret generic {result.secret_name} {keys}\n" if keys else ""
+    click.echo(
+        f"rendered release {result.release_id} ({result.image}) into {result.out}\n{secret}{how}", err=True
+    )
+    emit_json(result.to_dict())
+
+
+@deploy.command("argo", epilog=RENDER_EXIT_CODES)
+@_engine_options
+@click.option(
+    "--sweep", "sweeps", multiple=True, metavar="STEP.NAME=V1,V2,...", help="Fan out a grid. Repeatable."
+)
+@click.option("--sweep-id", default=None, help="Id tagging every run of the sweep [default: derived].")
+@click.option(
+    "--max-parallel", type=click.IntRange(min=1), default=2, show_default=True, help="Sweep points at once."
+)
+def argo(
+    *,
+    pipeline: Path,
+    release_ref: str,
+    out: Path,
+    app: str | None,
+    registry: str,
+    schedule: str | None,
+    retries: int,
+    parameters: tuple[str, ...],
+    sweeps: tuple[str, ...],
+    sweep_id: str | None,
+    max_parallel: int,
+) -> None:
+    """Write PIPELINE as an Argo Workflow of RELEASE's image: one pod per step.
+
+    Writes workflow.yaml (submit it: `argo submit` or `kubectl create -f`),
+    cronworkflow.yaml with --schedule, the release's ConfigMap and a
+    kustomization.yaml for them. Each step runs `mlfactor run --step` in its
+    own pod; the run is opened first and finished last. Prints a JSON summary.
+    """
+    from mlfactor.deploy.engines import EngineOptions, render_argo
+    from mlfactor.deploy.options import DeployOptions
+    from mlfactor.pipeline.sweep import sweep_id as derive_sweep_id
+
+    settings = start()
+    identifier = (sweep_id or derive_sweep_id(pipeline, sweeps)) if sweeps else ""
+    options = EngineOptions(schedule, retries, parameters, sweeps, identifier, max_parallel)
+    found = _release(settings, release_ref, app)
+    result = render_argo(
+        settings, found, pipeline, out, options=options, deploy=DeployOptions(registry=registry, pipelines=())
+    )
+    _report(result, "then: kubectl apply -k DIR (ConfigMap, CronWorkflow); argo submit DIR/workflow.yaml")
+
+
+@deploy.command("airflow", epilog=RENDER_EXIT_CODES)
+@_engine_options
+@click.option(
+    "--operator",
+    type=click.Choice(["kubernetes", "bash"]),
+    default="kubernetes",
+    show_default=True,
+    help="KubernetesPodOperator per step, or BashOperator (a local executor on a machine with the project).",
+)
+@click.option(
+    "--executable",
+    default="mlfactor",
+    show_default=True,
+    help="With --operator bash: the mlfactor command on the worker.",
+)
+def airflow(
+    *,
+    pipeline: Path,
+    release_ref: str,
+    out: Path,
+    app: str | None,
+    registry: str,
+    schedule: str | None,
+    retries: int,
+    parameters: tuple[str, ...],
+    operator: str,
+    executable: str,
+) -> None:
+    """Write PIPELINE as an Airflow DAG file of RELEASE: one task per step.
+
+    Writes <app>_<pipeline>.py (copy it into the DAGs folder) and the
+    release's ConfigMap its pods read. Each step runs `mlfactor run --step`
+    in its own pod (or process, with --operator bash); the run is opened first
+    and finished last. Prints a JSON summary.
+    """
+    from mlfactor.deploy.airflow import AirflowOptions
+    from mlfactor.deploy.engines import EngineOptions, render_airflow
+    from mlfactor.deploy.options import DeployOptions
+
+    settings = start()
+    found = _release(settings, release_ref, app)
+    options = EngineOptions(schedule, retries, parameters)
+    dag = AirflowOptions(operator, schedule, retries, executable, str(settings.project_dir))
+    deploy_options = DeployOptions(registry=registry, pipelines=())
+    result = render_airflow(settings, found, pipeline, out, options=options, dag=dag, deploy=deploy_options)
+    _report(result, "then: kubectl apply -k DIR (the ConfigMap) and copy the .py file into the DAGs folder")

@@ -195,10 +195,16 @@ def finish(
     extra: Mapping[str, str],
     warnings: Sequence[str],
     settings: Settings,
+    embedded: Sequence[dict[str, Any]] = (),
 ) -> Rendered:
-    """Check ``objects`` against the rules, then write them, the kustomization and a summary to ``out``."""
+    """Check ``objects`` against the rules, then write them, the kustomization and a summary to ``out``.
+
+    ``embedded`` objects live inside an ``extra`` file (an Airflow DAG's pod
+    template): checked and counted for Secret keys, not written as YAML.
+    """
     problems = check_manifests(
-        objects, RuleContext(image=ctx.image, secret_values=tuple(secret_values(settings.environ)))
+        [*objects, *embedded],
+        RuleContext(image=ctx.image, secret_values=tuple(secret_values(settings.environ))),
     )
     if problems:
         raise ValidationError(f"manifests of release {release.release_id}", problems)
@@ -215,9 +221,11 @@ def finish(
         release_id=release.release_id,
         image=ctx.image,
         secret_name=ctx.env.secret_name,
-        secret_keys=secret_keys(objects),
+        secret_keys=secret_keys([*objects, *embedded]),
         warnings=(*ctx.env.warnings, *warnings),
-        objects=tuple(f"{o['kind']}/{o['metadata']['name']}" for o in objects),
+        objects=tuple(
+            f"{o['kind']}/{o['metadata'].get('name') or o['metadata']['generateName']}" for o in objects
+        ),
     )
     summary = {k: v for k, v in result.to_dict().items() if k != "out"}
     summary["bento_tag"] = release.bento_tag

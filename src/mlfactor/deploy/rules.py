@@ -46,13 +46,23 @@ Rule = Callable[[Sequence[Manifest], RuleContext], list[str]]
 
 
 def _name(obj: Manifest) -> str:
-    return f"{obj.get('kind', '?')}/{obj.get('metadata', {}).get('name', '?')}"
+    meta = obj.get("metadata") or {}
+    return f"{obj.get('kind', '?')}/{meta.get('name') or meta.get('generateName', '?')}"
 
 
 def pod_specs(manifests: Sequence[Manifest]) -> Iterator[tuple[Manifest, Manifest]]:
     """Every (object, pod spec) pair of the workloads among ``manifests``."""
     for obj in manifests:
+        if obj.get("kind") in {"Workflow", "CronWorkflow"}:  # Argo: one pod per container template
+            from mlfactor.deploy.argo import container_templates
+
+            for pod, _ in container_templates(obj):
+                yield obj, pod
+            continue
         spec = obj.get("spec") or {}
+        if obj.get("kind") == "Pod":  # a pod template (Airflow's KubernetesPodOperator)
+            yield obj, spec
+            continue
         if obj.get("kind") == "CronJob":
             spec = (spec.get("jobTemplate") or {}).get("spec") or {}
         template = spec.get("template") if obj.get("kind") in {"Deployment", "Job", "CronJob"} else None

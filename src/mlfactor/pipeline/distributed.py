@@ -27,7 +27,14 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from mlfactor import tags
-from mlfactor.errors import ExitCode, InterruptedRunError, MlfactorError, StepFailedError, ValidationError
+from mlfactor.errors import (
+    ExitCode,
+    InterruptedRunError,
+    MlfactorError,
+    StepFailedError,
+    ValidationError,
+    non_retryable_exit_codes,
+)
 from mlfactor.log import bind, event, get_logger
 from mlfactor.names import did_you_mean
 from mlfactor.pipeline.graph import StepGraph
@@ -166,8 +173,9 @@ def run_pipeline_step(
     The step's parameters are the ones the parent recorded when it was opened;
     the steps it waits for must have FINISHED runs in the store, whose
     recorded outputs resolve its ``${steps...}`` references. A step that
-    already finished in this pipeline run is not run again (an engine retrying
-    a lost pod gets the recorded result).
+    already finished in this pipeline run, or failed with an exit code a retry
+    cannot fix (1, 3, 65, ...), is not run again: an engine retrying the task
+    (Airflow retries every failure) gets the recorded result and exit code.
     """
     names = plan.spec.step_names
     if step not in names:
@@ -192,10 +200,11 @@ def run_pipeline_step(
     planned = replace(plan, graph=only, parameters=recorded_parameters(client, pipeline_run_id))
     with bind(pipeline=plan.spec.name, pipeline_run_id=pipeline_run_id):
         previous = _step_result(client, step, runs.get(step, []))
-        if previous.status == RunStatus.FINISHED:
-            event(logger, "step_already_finished", step=step, run_id=previous.run_id)
+        final = previous.error is not None and int(previous.error.exit_code) in non_retryable_exit_codes()
+        if previous.status == RunStatus.FINISHED or final:
+            event(logger, "step_not_run_again", step=step, run_id=previous.run_id, status=previous.status)
             result_steps = {step: previous}
-            status, error = str(RunStatus.FINISHED), None
+            status, error = str(previous.status), previous.error
         else:
             ran = run_steps(planned, settings, client, parent, done, progress=progress)
             result_steps = {step: ran.steps[step]}
@@ -215,9 +224,14 @@ def run_pipeline_step(
 def finish_pipeline_run(
     plan: Plan, settings: Settings, pipeline_run_id: str, *, client: MlflowClient | None = None
 ) -> PipelineResult:
-    """Record the outcome of the pipeline run from its steps' runs and end it, as ``mlfactor run`` does."""
+    """Record the outcome of the pipeline run from its steps' runs and end it, as ``mlfactor run`` does.
+
+    A run that has already ended is left as it is; the result (and exit code)
+    is read from its steps again, so an engine retrying this task gets the same
+    answer.
+    """
     client = client or connect(settings)
-    parent = attach_parent(plan, settings, client, pipeline_run_id, prepare=False)
+    parent = attach_parent(plan, settings, client, pipeline_run_id, prepare=False, running=False)
     runs = step_runs(client, parent.experiment_id, pipeline_run_id)
     steps = {name: _step_result(client, name, runs.get(name, [])) for name in plan.spec.step_names}
     failures = [r.error for r in steps.values() if r.error is not None]
@@ -236,6 +250,9 @@ def finish_pipeline_run(
         plan.spec.name, pipeline_run_id, parent.experiment_id, status, steps, parent.out, duration, error
     )
     with bind(pipeline=plan.spec.name, pipeline_run_id=pipeline_run_id):
+        if parent.status != RunStatus.RUNNING:  # finished before (an engine retrying this task)
+            event(logger, "pipeline_already_finished", status=parent.status, exit_code=result.exit_code)
+            return result
         record_outcome(client, plan, result)
         event(
             logger,

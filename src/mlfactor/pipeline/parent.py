@@ -50,6 +50,7 @@ class ParentRun:
     packages_file: Path
     packages_tags: Mapping[str, str] = field(default_factory=dict)
     start_time_ms: int = 0
+    status: str = RunStatus.RUNNING
 
 
 def output_folder(settings: Settings, plan: Plan, run_id: str, output_dir: Path | None) -> Path:
@@ -109,13 +110,15 @@ def attach_parent(
     *,
     output_dir: Path | None = None,
     prepare: bool = True,
+    running: bool = True,
 ) -> ParentRun:
     """Find the open parent run ``run_id`` of this pipeline file; NotFoundError or ValidationError if not.
 
     The parent must be RUNNING and tagged with this pipeline's name and file
     hash: a step never joins a run of another pipeline, or of another version
     of this file. ``prepare`` creates the local output folder and package list
-    a step needs (finishing the run writes nothing locally).
+    a step needs (finishing the run writes nothing locally); ``running=False``
+    also finds a run that has ended.
     """
     from mlflow.exceptions import MlflowException
 
@@ -135,7 +138,7 @@ def attach_parent(
             f"{found.get(tags.PIPELINE_HASH_TAG)!r}; expected {spec.name!r} with sha256 {spec.sha256} "
             f"({spec.relative_path}). Run the steps with the pipeline file the run was opened with."
         )
-    if parent.info.status != RunStatus.RUNNING:
+    if running and parent.info.status != RunStatus.RUNNING:
         problems.append(
             f"pipeline run {run_id} is {parent.info.status}, expected RUNNING; open a new one with "
             "--open-run."
@@ -157,6 +160,7 @@ def attach_parent(
         packages_file,
         lineage.package_tags(packages),
         int(parent.info.start_time or 0),
+        str(parent.info.status),
     )
 
 

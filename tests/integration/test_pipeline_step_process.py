@@ -1,0 +1,126 @@
+"""One step per process: open the pipeline run, run each step alone, finish it; same run tree as `mlfactor run`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import store_environment
+from pipeline_harness import fixture, run_mlfactor, write_pipeline
+from run_tree import run_tree
+
+from mlfactor.settings import load_settings
+from mlfactor.tracking import connect
+
+pytestmark = pytest.mark.slow
+
+
+def chain_pipeline(folder: Path) -> Path:
+    """Two steps: `second` takes `first`'s int output (typed) and a label formatted into text."""
+    return write_pipeline(
+        folder,
+        "chain",
+        [
+            {"name": "first", "notebook": fixture("records-output.ipynb"), "parameters": {"value": 3}},
+            {
+                "name": "second",
+                "notebook": fixture("takes-input.ipynb"),
+                "parameters": {
+                    "number": "${steps.first.outputs.doubled}",
+                    "text": "label ${steps.first.outputs.label}",
+                },
+            },
+        ],
+    )
+
+
+def run_steps_apart(path: Path, env: dict[str, str], folder: Path, steps: list[str]) -> tuple[str, list[int]]:
+    """Open a run of ``path``, run ``steps`` each in its own process, finish it; the id and exit codes."""
+    opened = run_mlfactor(
+        ["run", str(path), "--open-run", "-p", "first.value=4", "--run-id-file", str(folder / "id")],
+        env,
+        folder / "open",
+    )
+    assert opened.returncode == 0, opened.stderr
+    run_id = (folder / "id").read_text()
+    assert opened.summary["run_id"] == run_id and opened.summary["status"] == "RUNNING"
+    codes = []
+    for step in steps:
+        done = run_mlfactor(
+            ["run", str(path), "--step", step, "--pipeline-run-id", run_id, "--output-dir", str(folder / "out")],
+            env,
+            folder / step,
+        )
+        codes.append(done.returncode)
+    finished = run_mlfactor(["run", str(path), "--finish-run", "--pipeline-run-id", run_id], env, folder / "end")
+    codes.append(finished.returncode)
+    return run_id, codes
+
+
+def test_steps_run_one_by_one_give_the_run_tree_of_mlfactor_run(tmp_path: Path) -> None:
+    """Open, each step alone, finish: the MLflow run tree equals a plain `mlfactor run`'s, outputs typed."""
+    path = chain_pipeline(tmp_path)
+    whole_env = store_environment(tmp_path / "whole")
+    whole = run_mlfactor(
+        ["run", str(path), "-p", "first.value=4", "--output-dir", str(tmp_path / "whole-out")],
+        whole_env,
+        tmp_path / "whole",
+    )
+    assert whole.returncode == 0, whole.stderr
+    apart_env = store_environment(tmp_path / "apart")
+    run_id, codes = run_steps_apart(path, apart_env, tmp_path / "apart", ["first", "second"])
+    assert codes == [0, 0, 0]
+    expected = run_tree(connect(load_settings(whole_env)), whole.summary["run_id"])
+    found = run_tree(connect(load_settings(apart_env)), run_id)
+    assert found == expected
+    assert found["parent"]["tags"]["mlfactor.output.second.received"] == "8"
+    assert "lineage/step.json" in found["steps"]["<second attempt 1>"]["artifacts"]
+
+
+def test_a_step_before_its_prerequisite_fails_and_finish_reports_what_never_ran(tmp_path: Path) -> None:
+    """`--step second` before `first` exits 1 naming `first`; finishing then ends the run KILLED (143)."""
+    path = chain_pipeline(tmp_path)
+    env = store_environment(tmp_path)
+    run_id, codes = run_steps_apart(path, env, tmp_path, ["second"])
+    assert codes == [1, 143]
+    second = (tmp_path / "second" / "stderr").read_text()
+    assert "step 'second' waits for step 'first', which has not finished" in second
+    parent = connect(load_settings(env)).get_run(run_id)
+    assert parent.info.status == "KILLED"
+    assert "before steps first, second ran" in parent.data.tags["mlfactor.error"]
+
+
+def test_a_failed_step_keeps_its_exit_code_and_fails_the_finished_run(tmp_path: Path) -> None:
+    """A failing cell exits 1 in its own process; finishing records FAILED and exits 1 as `mlfactor run` does."""
+    path = write_pipeline(
+        tmp_path,
+        "breaks",
+        [
+            {"name": "first", "notebook": fixture("fails-on-cell-2.ipynb")},
+            {"name": "second", "notebook": fixture("records-output.ipynb")},
+        ],
+    )
+    env = store_environment(tmp_path)
+    opened = run_mlfactor(["run", str(path), "--open-run"], env, tmp_path / "open")
+    run_id = opened.summary["run_id"]
+    step = run_mlfactor(["run", str(path), "--step", "first", "--pipeline-run-id", run_id], env, tmp_path / "s")
+    assert step.returncode == 1
+    assert step.summary["steps"]["first"]["status"] == "FAILED"
+    end = run_mlfactor(["run", str(path), "--finish-run", "--pipeline-run-id", run_id], env, tmp_path / "end")
+    assert end.returncode == 1
+    assert end.summary["status"] == "FAILED"
+    assert end.summary["steps"]["second"]["status"] == "NOT_STARTED"
+    assert "failed in cell 2" in end.summary["error"]
+    again = run_mlfactor(["run", str(path), "--step", "second", "--pipeline-run-id", run_id], env, tmp_path / "x")
+    assert again.returncode == 65
+    assert f"pipeline run {run_id} is FAILED, expected RUNNING" in again.stderr
+
+
+def test_an_unknown_pipeline_run_id_exits_66(tmp_path: Path) -> None:
+    """A step pointed at a run id the store does not have exits 66 and says how to open one."""
+    path = chain_pipeline(tmp_path)
+    done = run_mlfactor(
+        ["run", str(path), "--step", "first", "--pipeline-run-id", "0" * 32], store_environment(tmp_path), tmp_path
+    )
+    assert done.returncode == 66
+    assert "--open-run" in done.stderr
