@@ -31,9 +31,8 @@ def _tags(run: Run, names: dict[str, str]) -> dict[str, str]:
     for key, value in run.data.tags.items():
         if key in VOLATILE_TAGS:
             continue
-        if key.startswith(tags.OUTPUT_TAG_PREFIX) and key.endswith(TIME_OUTPUTS):
-            value = "<time>"
-        shown[key] = names.get(value, value)
+        timed = key.startswith(tags.OUTPUT_TAG_PREFIX) and key.endswith(TIME_OUTPUTS)
+        shown[key] = "<time>" if timed else names.get(value, value)
     return shown
 
 

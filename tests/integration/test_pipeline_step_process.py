@@ -1,4 +1,4 @@
-"""One step per process: open the pipeline run, run each step alone, finish it; same run tree as `mlfactor run`."""
+"""One step per process: open the pipeline run, run each step alone, finish it: `mlfactor run`'s run tree."""
 
 from __future__ import annotations
 
@@ -47,12 +47,23 @@ def run_steps_apart(path: Path, env: dict[str, str], folder: Path, steps: list[s
     codes = []
     for step in steps:
         done = run_mlfactor(
-            ["run", str(path), "--step", step, "--pipeline-run-id", run_id, "--output-dir", str(folder / "out")],
+            [
+                "run",
+                str(path),
+                "--step",
+                step,
+                "--pipeline-run-id",
+                run_id,
+                "--output-dir",
+                str(folder / "out"),
+            ],
             env,
             folder / step,
         )
         codes.append(done.returncode)
-    finished = run_mlfactor(["run", str(path), "--finish-run", "--pipeline-run-id", run_id], env, folder / "end")
+    finished = run_mlfactor(
+        ["run", str(path), "--finish-run", "--pipeline-run-id", run_id], env, folder / "end"
+    )
     codes.append(finished.returncode)
     return run_id, codes
 
@@ -91,7 +102,7 @@ def test_a_step_before_its_prerequisite_fails_and_finish_reports_what_never_ran(
 
 
 def test_a_failed_step_keeps_its_exit_code_and_fails_the_finished_run(tmp_path: Path) -> None:
-    """A failing cell exits 1 in its own process; finishing records FAILED and exits 1 as `mlfactor run` does."""
+    """A failing cell exits 1 in its own process; finishing records FAILED and exits 1, as `mlfactor run`."""
     path = write_pipeline(
         tmp_path,
         "breaks",
@@ -103,7 +114,9 @@ def test_a_failed_step_keeps_its_exit_code_and_fails_the_finished_run(tmp_path: 
     env = store_environment(tmp_path)
     opened = run_mlfactor(["run", str(path), "--open-run"], env, tmp_path / "open")
     run_id = opened.summary["run_id"]
-    step = run_mlfactor(["run", str(path), "--step", "first", "--pipeline-run-id", run_id], env, tmp_path / "s")
+    step = run_mlfactor(
+        ["run", str(path), "--step", "first", "--pipeline-run-id", run_id], env, tmp_path / "s"
+    )
     assert step.returncode == 1
     assert step.summary["steps"]["first"]["status"] == "FAILED"
     end = run_mlfactor(["run", str(path), "--finish-run", "--pipeline-run-id", run_id], env, tmp_path / "end")
@@ -111,7 +124,9 @@ def test_a_failed_step_keeps_its_exit_code_and_fails_the_finished_run(tmp_path: 
     assert end.summary["status"] == "FAILED"
     assert end.summary["steps"]["second"]["status"] == "NOT_STARTED"
     assert "failed in cell 2" in end.summary["error"]
-    again = run_mlfactor(["run", str(path), "--step", "second", "--pipeline-run-id", run_id], env, tmp_path / "x")
+    again = run_mlfactor(
+        ["run", str(path), "--step", "second", "--pipeline-run-id", run_id], env, tmp_path / "x"
+    )
     assert again.returncode == 65
     assert f"pipeline run {run_id} is FAILED, expected RUNNING" in again.stderr
 
@@ -120,7 +135,9 @@ def test_an_unknown_pipeline_run_id_exits_66(tmp_path: Path) -> None:
     """A step pointed at a run id the store does not have exits 66 and says how to open one."""
     path = chain_pipeline(tmp_path)
     done = run_mlfactor(
-        ["run", str(path), "--step", "first", "--pipeline-run-id", "0" * 32], store_environment(tmp_path), tmp_path
+        ["run", str(path), "--step", "first", "--pipeline-run-id", "0" * 32],
+        store_environment(tmp_path),
+        tmp_path,
     )
     assert done.returncode == 66
     assert "--open-run" in done.stderr

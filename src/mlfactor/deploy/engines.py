@@ -63,7 +63,7 @@ def _workflow(
     settings: Settings, pipeline: Path, options: EngineOptions, run_id: str, run_id_file: str | None = None
 ) -> tuple[PipelineWorkflow, int, list[str]]:
     plan, size = _plan(settings, pipeline, options)
-    ref = pipeline_ref(settings, pipeline)
+    ref = pipeline_ref(settings, pipeline, "pipeline")
     extra = [arg for value in options.parameters for arg in ("-p", value)]
     if size:
         extra += [arg for value in options.sweeps for arg in ("--sweep", value)]

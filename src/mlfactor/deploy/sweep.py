@@ -88,13 +88,13 @@ def sweep_job(
     }
 
 
-def pipeline_ref(settings: Settings, pipeline: Path) -> str:
+def pipeline_ref(settings: Settings, pipeline: Path, subject: str = "--render-k8s") -> str:
     """Return the pipeline's path relative to the project folder (the image holds only those files)."""
     try:
         return pipeline.resolve().relative_to(settings.project_dir.resolve()).as_posix()
     except ValueError:
         raise ValidationError(
-            "--render-k8s",
+            subject,
             [f"{pipeline} is outside the project folder {settings.project_dir}, so it is not in the image"],
         ) from None
 
