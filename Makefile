@@ -10,6 +10,9 @@ LOCK := requirements/lock.txt
 RUNTIME_LOCK := requirements/runtime.txt
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
+AIRFLOW_VENV := .venv-airflow
+AIRFLOW_LOCK := requirements/airflow.txt
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
 SEARCH_REQUIREMENTS := requirements/search.txt
 SEARCH_STAMP := $(VENV)/.installed-search
 PIPELINE ?= pipelines/train.yaml
@@ -18,6 +21,7 @@ SERVICES_DATABASE_URI ?= postgresql://postgres@127.0.0.1:5432/mlfactor
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export BENTOML_DO_NOT_TRACK ?= true
 
+.PHONY: airflow
 .PHONY: help install run pipeline serve lab ui test lint lock clean services services-stop bench-cli bench-serve bench-batch bench-pipeline bench-monitor install-search search bench-search
 
 help: ## List the targets (coloured only on a terminal, and never with NO_COLOR set)
@@ -32,6 +36,15 @@ $(STAMP): pyproject.toml $(LOCK)
 	@touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install the pinned dependencies and mlfactor (set-up only)
+
+# Airflow pins packages mlflow's do not allow: the DAG tests import rendered DAGs in a venv of its own.
+$(AIRFLOW_STAMP): $(AIRFLOW_LOCK) | $(STAMP)
+	$(UV) venv --quiet --allow-existing --python $(BIN)/python $(AIRFLOW_VENV)
+	$(UV) pip sync --quiet --python $(AIRFLOW_VENV)/bin/python $(AIRFLOW_LOCK)
+	@touch $(AIRFLOW_STAMP)
+
+airflow: $(AIRFLOW_STAMP) ## Create .venv-airflow (Airflow + its Kubernetes provider) for the rendered-DAG tests
+test: $(AIRFLOW_STAMP)  # the DAG tests import rendered DAGs with Airflow's DagBag
 
 # pip, not uv, for the search lock: pip finds torch's CPU build here, uv does not (docs/search.md).
 # The installed core packages are passed as constraints, so the search lock never moves a core pin.
@@ -109,6 +122,7 @@ lock: ## Re-resolve both locks from pyproject.toml with uv: lock.txt (dev, make 
 	@test -x $(UV) || { $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"; }
 	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o $(LOCK)
 	$(UV) pip compile pyproject.toml --python-version 3.11 --generate-hashes --constraint $(LOCK) -o $(RUNTIME_LOCK)
+	$(UV) pip compile requirements/airflow.in --python-version 3.11 --generate-hashes -o $(AIRFLOW_LOCK)
 
 clean: ## Remove generated files (keeps .venv and the local MLflow store)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build dist src/*.egg-info output
