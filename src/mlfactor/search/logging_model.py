@@ -38,8 +38,12 @@ def log_search_model(
     registered_name: str | None = SEARCH_MODEL_NAME,
     client: MlflowClient | None = None,
     tags: dict[str, str] | None = None,
+    max_batch_size: int = 64,
 ) -> LoggedModel:
-    """Log the docs-search model with ``artifacts`` into the active run; register it when named."""
+    """Log the docs-search model with ``artifacts`` into the active run; register it when named.
+
+    ``max_batch_size`` is the most queries the service embeds in one call (1: no batching).
+    """
     run = mlflow.active_run()
     if run is None:
         raise RuntimeError("log_search_model needs an active MLflow run (use mlfactor.notebook.start()).")
@@ -50,7 +54,7 @@ def log_search_model(
         signature=search_signature(),
         input_example=pd.DataFrame({"query": [EXAMPLE_QUERY]}),
         pip_requirements=pip_requirements(),
-        metadata=search_metadata(),
+        metadata=search_metadata(max_batch_size=max_batch_size),
     )
     if registered_name is None:
         return LoggedModel(info.model_uri, run.info.run_id, None, None)
