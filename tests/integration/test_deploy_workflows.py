@@ -29,7 +29,7 @@ from run_tree import run_tree
 
 from mlfactor.deploy import airflow
 from mlfactor.deploy.airflow import AirflowOptions
-from mlfactor.deploy.engines import render_airflow, render_argo
+from mlfactor.deploy.engines import EngineOptions, render_airflow, render_argo
 from mlfactor.deploy.local import local_process
 from mlfactor.deploy.options import SCRATCH, DeployOptions
 from mlfactor.deploy.render import release_context
@@ -41,6 +41,7 @@ from mlfactor.tracking import connect
 pytestmark = pytest.mark.slow
 AIRFLOW_PYTHON = PROJECT_DIR / ".venv-airflow" / "bin" / "python"
 SECRET = "tok-workflows-3e9a1c"
+OVERRIDE = "first.value=4"
 
 
 @dataclass
@@ -126,11 +127,14 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
     settings = load_settings(env)
     release = make_release(settings)
     pipeline = project / "pipelines" / "chain.yaml"
-    render_argo(settings, release, pipeline, folder / "argo")
-    render_airflow(settings, release, pipeline, folder / "airflow")
+    options = EngineOptions(parameters=(OVERRIDE,))  # -p reaches the run through open-run
+    render_argo(settings, release, pipeline, folder / "argo", options=options)
+    render_airflow(settings, release, pipeline, folder / "airflow", options=options)
     bash = AirflowOptions(operator="bash", executable="mlfactor", project_dir=str(project))
-    render_airflow(settings, release, pipeline, folder / "bash", dag=bash)
-    plain = run_mlfactor(["run", str(pipeline), "--output-dir", str(folder / "plain")], env, folder / "plain")
+    render_airflow(settings, release, pipeline, folder / "bash", options=options, dag=bash)
+    plain = run_mlfactor(
+        ["run", str(pipeline), "-p", OVERRIDE, "--output-dir", str(folder / "plain")], env, folder / "plain"
+    )
     assert plain.returncode == 0, plain.stderr
     return Rendered(
         folder, env, settings, release, folder / "argo", folder / "airflow", folder / "bash", image,
@@ -243,7 +247,8 @@ def test_argo_tasks_run_locally_give_the_run_tree_of_mlfactor_run(rendered: Rend
     assert tree == run_tree(client, rendered.plain_run_id)
     assert list(tree["steps"]) == ["<first attempt 1>", "<second attempt 1>"]
     assert tree["parent"]["status"] == "FINISHED"
-    assert tree["parent"]["tags"]["mlfactor.output.second.received"] == "6"
+    assert tree["parent"]["params"]["first.value"] == "4"
+    assert tree["parent"]["tags"]["mlfactor.output.second.received"] == "8"
 
 
 def test_airflow_tasks_run_locally_give_the_run_tree_of_mlfactor_run(
@@ -280,4 +285,5 @@ def test_airflow_tasks_run_locally_give_the_run_tree_of_mlfactor_run(
     assert tree == run_tree(client, rendered.plain_run_id)
     assert list(tree["steps"]) == ["<first attempt 1>", "<second attempt 1>"]
     assert tree["parent"]["status"] == "FINISHED"
-    assert tree["parent"]["tags"]["mlfactor.output.second.received"] == "6"
+    assert tree["parent"]["params"]["first.value"] == "4"
+    assert tree["parent"]["tags"]["mlfactor.output.second.received"] == "8"

@@ -1,4 +1,8 @@
-"""One step per process: open the pipeline run, run each step alone, finish it: `mlfactor run`'s run tree."""
+"""One step per process: open the pipeline run, run each step alone, finish it; errors and exit codes.
+
+That the run tree equals `mlfactor run`'s is proven with the rendered Argo and Airflow tasks
+(test_deploy_workflows.py), which are these commands.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,6 @@ from pathlib import Path
 import pytest
 from conftest import store_environment
 from pipeline_harness import fixture, run_mlfactor, write_pipeline
-from run_tree import run_tree
 
 from mlfactor.settings import load_settings
 from mlfactor.tracking import connect
@@ -68,26 +71,6 @@ def run_steps_apart(path: Path, env: dict[str, str], folder: Path, steps: list[s
     return run_id, codes
 
 
-def test_steps_run_one_by_one_give_the_run_tree_of_mlfactor_run(tmp_path: Path) -> None:
-    """Open, each step alone, finish: the MLflow run tree equals a plain `mlfactor run`'s, outputs typed."""
-    path = chain_pipeline(tmp_path)
-    whole_env = store_environment(tmp_path / "whole")
-    whole = run_mlfactor(
-        ["run", str(path), "-p", "first.value=4", "--output-dir", str(tmp_path / "whole-out")],
-        whole_env,
-        tmp_path / "whole",
-    )
-    assert whole.returncode == 0, whole.stderr
-    apart_env = store_environment(tmp_path / "apart")
-    run_id, codes = run_steps_apart(path, apart_env, tmp_path / "apart", ["first", "second"])
-    assert codes == [0, 0, 0]
-    expected = run_tree(connect(load_settings(whole_env)), whole.summary["run_id"])
-    found = run_tree(connect(load_settings(apart_env)), run_id)
-    assert found == expected
-    assert found["parent"]["tags"]["mlfactor.output.second.received"] == "8"
-    assert "lineage/step.json" in found["steps"]["<second attempt 1>"]["artifacts"]
-
-
 def test_a_step_before_its_prerequisite_fails_and_finish_reports_what_never_ran(tmp_path: Path) -> None:
     """`--step second` before `first` exits 1 naming `first`; finishing then ends the run KILLED (143)."""
     path = chain_pipeline(tmp_path)
@@ -102,7 +85,7 @@ def test_a_step_before_its_prerequisite_fails_and_finish_reports_what_never_ran(
 
 
 def test_a_failed_step_keeps_its_exit_code_and_fails_the_finished_run(tmp_path: Path) -> None:
-    """A failing cell exits 1 in its own process; finishing records FAILED and exits 1, as `mlfactor run`."""
+    """A failing cell exits 1 in its own process, also when retried; finishing records FAILED and exits 1."""
     path = write_pipeline(
         tmp_path,
         "breaks",
@@ -119,6 +102,12 @@ def test_a_failed_step_keeps_its_exit_code_and_fails_the_finished_run(tmp_path: 
     )
     assert step.returncode == 1
     assert step.summary["steps"]["first"]["status"] == "FAILED"
+    retried = run_mlfactor(
+        ["run", str(path), "--step", "first", "--pipeline-run-id", run_id], env, tmp_path / "r"
+    )
+    assert retried.returncode == 1, "an engine's retry of a failed cell gets the same code, at once"
+    assert retried.named("step_not_run_again") and not retried.named("step_started")
+    assert retried.summary["steps"]["first"]["attempts"] == 1
     end = run_mlfactor(["run", str(path), "--finish-run", "--pipeline-run-id", run_id], env, tmp_path / "end")
     assert end.returncode == 1
     assert end.summary["status"] == "FAILED"

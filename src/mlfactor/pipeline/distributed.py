@@ -17,6 +17,7 @@ task, possibly on different machines. Three calls give them the run
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -136,12 +137,12 @@ def _step_result(client: MlflowClient, name: str, runs: list[Run]) -> StepResult
     status = str(info.status)
     error: MlfactorError | None = None
     if status == RunStatus.RUNNING:  # its process was killed before it could end the run
-        status = RunStatus.FAILED
+        status = RunStatus.KILLED
         client.set_terminated(info.run_id, status)
-        error = StepFailedError(
+        error = InterruptedRunError(  # 130: a retry may well succeed
             f"step {name!r}: its process ended without ending run {info.run_id} (killed, or its node "
             "was lost); see the task's log in the workflow engine.",
-            step=name,
+            signal_number=signal.SIGKILL,
         )
     elif status != RunStatus.FINISHED:
         error = StepFailedError(str(outcome.get("error") or f"step {name!r} ended {status}"), step=name)
@@ -206,7 +207,10 @@ def run_pipeline_step(
             result_steps = {step: previous}
             status, error = str(previous.status), previous.error
         else:
-            ran = run_steps(planned, settings, client, parent, done, progress=progress)
+            earlier = {step: len(runs.get(step, []))}
+            ran = run_steps(
+                planned, settings, client, parent, done, progress=progress, earlier_attempts=earlier
+            )
             result_steps = {step: ran.steps[step]}
             status, error = ran.status, ran.error
     return PipelineResult(

@@ -144,6 +144,7 @@ def run_steps(
     done: Mapping[str, StepResult],
     *,
     progress: Progress | None = None,
+    earlier_attempts: Mapping[str, int] | None = None,
 ) -> PipelineResult:
     """Run the steps of ``plan`` not in ``done`` under an existing parent run; the parent stays open.
 
@@ -157,6 +158,7 @@ def run_steps(
     with bind(pipeline=plan.spec.name, pipeline_run_id=parent.run_id):
         scheduler = _Scheduler(plan, settings, client, parent, progress or NullProgress(), 1)
         scheduler.results.update(done)
+        scheduler.earlier_attempts.update(earlier_attempts or {})
         return scheduler.run_all({})
 
 
@@ -191,6 +193,7 @@ class _Scheduler:
         self.experiment_name = parent.experiment_name
         self.secrets = secret_values(settings.environ)
         self.results: dict[str, StepResult] = {}
+        self.earlier_attempts: dict[str, int] = {}
         self.kernels: dict[str, tuple[KernelHandle, float]] = {}
         self.lock = threading.Lock()
         self.stopping = threading.Event()
@@ -251,6 +254,7 @@ class _Scheduler:
             stopping=self.stopping,
             signal_number=lambda: self.signum,
             publish=self.publish,
+            earlier_attempts=self.earlier_attempts.get(name, 0),
         )
 
     def _resolve(self, name: str) -> Mapping[str, Any] | None:

@@ -77,6 +77,8 @@ class StepContext:
     signal_number: Callable[[], int] = lambda: 15
     # Renders, logs the notebook and ends the run; the runner does it off the critical path.
     publish: Callable[[Callable[[], None]], None] = lambda job: job()
+    # Attempts made before this process (an engine that retried the step's pod): numbering goes on.
+    earlier_attempts: int = 0
 
 
 @dataclass
@@ -114,10 +116,11 @@ def run_step(ctx: StepContext) -> StepResult:
     started = time.monotonic()
     result = StepResult(ctx.step.name, RunStatus.FAILED)
     with bind(step=ctx.step.name):
-        for attempt in range(1, ctx.step.retries + 2):
+        first = ctx.earlier_attempts + 1
+        for attempt in range(first, first + ctx.step.retries + 1):
             result = _attempt(ctx, attempt)
             retryable = isinstance(result.error, StepFailedError) and not ctx.stopping.is_set()
-            if result.error is None or not retryable or attempt > ctx.step.retries:
+            if result.error is None or not retryable or attempt >= first + ctx.step.retries:
                 break
             event(
                 logger,
