@@ -19,6 +19,7 @@ from mlflow.models import Model, ModelSignature
 from mlflow.types import ColSpec, DataType, Schema
 from waiting import wait_until
 
+from mlfactor.serving import batching
 from mlfactor.serving.batching import BatchingPredictor, BatchPolicy, batch_predictions, scores_in_thread
 
 
@@ -138,3 +139,15 @@ def test_models_that_do_not_opt_in_are_called_directly() -> None:
 def test_policy_from_metadata(declared: Any, expected: BatchPolicy | None) -> None:
     """The policy is read from metadata.mlfactor.batching; anything malformed means no batching."""
     assert BatchPolicy.from_metadata({"mlfactor": {"batching": declared}}) == expected
+
+
+def test_an_idle_batcher_thread_ends_and_the_next_call_starts_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without calls the worker ends (a swapped-out model holds no thread); the next call still works."""
+    monkeypatch.setattr(batching, "IDLE_SECONDS", 0.05)
+    model = RecordingModel({"max_batch_size": 8})
+    model.entered.set()
+    model.gate.set()
+    predictor = batch_predictions(model)
+    assert predictor.predict(pd.DataFrame({"query": ["one"]})) == ["ONE"]
+    wait_until(lambda: not predictor.running, timeout=30, what="the idle batcher thread did not end")
+    assert predictor.predict(pd.DataFrame({"query": ["two"]})) == ["TWO"]

@@ -11,7 +11,8 @@ pyfunc with the same ``predict(frame, params=None)`` and ``metadata``:
   call); other models are called directly, one call per request;
 * callers hand their frame to one worker thread and wait; the worker takes
   every pending call (up to ``max_batch_size`` rows), concatenates them, calls
-  the model once and hands each caller its slice. A call arriving while the
+  the model once and hands each caller its slice; the worker ends after
+  :data:`IDLE_SECONDS` without calls, so a swapped-out model holds no thread. A call arriving while the
   worker is idle and the previous batch was a single call runs at once (no
   added latency at concurrency 1); after a batch of several calls the worker
   waits up to ``max_latency_ms`` for the batch to fill;
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SCORING_PATHS = frozenset({"/predict", "/invocations"})
+IDLE_SECONDS = 30.0  # a batcher thread without calls for this long ends (the next call starts one)
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,12 @@ class BatchingPredictor:
         with self._ready:
             return len(self._pending)
 
+    @property
+    def running(self) -> bool:
+        """True while a batcher thread serves this model."""
+        with self._ready:
+            return self._worker is not None
+
     def unwrap_python_model(self) -> Any:
         """The custom Python model inside the pyfunc (as MLflow's PyFuncModel gives it)."""
         return self.pyfunc.unwrap_python_model()
@@ -208,12 +216,19 @@ class BatchingPredictor:
             self._ready.notify()
 
     def _take(self) -> list[_Call]:
-        """Wait for calls; return the next batch (whole calls, up to max_batch_size rows)."""
+        """Wait for calls; return the next batch (whole calls, up to max_batch_size rows).
+
+        An empty list means no call came for IDLE_SECONDS: the worker is then gone (the next
+        call starts another), so a predictor the service swapped out holds no thread and is freed.
+        """
         assert self.policy is not None  # noqa: S101 - only batching predictors start the worker
         limit = self.policy.max_batch_size
         with self._ready:
-            while not self._pending:
-                self._ready.wait()
+            if not self._pending:
+                self._ready.wait_for(lambda: bool(self._pending), timeout=IDLE_SECONDS)
+            if not self._pending:
+                self._worker = None
+                return []
             if self._last_batch_calls > 1:  # under concurrency: let the batch fill a little
                 deadline = time.monotonic() + self.policy.max_latency_ms / 1000
                 while sum(c.rows for c in self._pending) < limit:
@@ -233,6 +248,8 @@ class BatchingPredictor:
     def _work(self) -> None:
         while True:
             batch = self._take()
+            if not batch:
+                return
             try:
                 self._run(batch)
             finally:
