@@ -16,29 +16,13 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from mlfactor.errors import NotFoundError, ValidationError
+from mlfactor.errors import NotFoundError
+from mlfactor.model_uri import parse_model_uri
 from mlfactor.names import did_you_mean
 from mlfactor.registry_lock import is_lock
 from mlfactor.tags import GIT_COMMIT_TAG
 
-_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 _LOGGED_MODEL_URI = re.compile(r"^models:/(?P<model_id>m-[0-9a-f]+)$")
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """A parsed ``models:/`` URI: a name plus either an alias or a version."""
-
-    name: str
-    alias: str | None = None
-    version: str | None = None
-
-    @property
-    def uri(self) -> str:
-        """The URI in MLflow's form."""
-        if self.version is not None:
-            return f"models:/{self.name}/{self.version}"
-        return f"models:/{self.name}@{self.alias}"
 
 
 @dataclass(frozen=True)
@@ -57,20 +41,6 @@ class ResolvedModel:
     def uri(self) -> str:
         """The version-pinned URI (never an alias, so it does not move under us)."""
         return f"models:/{self.name}/{self.version}"
-
-
-def parse_model_uri(uri: str) -> ModelRef:
-    """Parse ``models:/name@alias`` or ``models:/name/3``; raise ValidationError otherwise."""
-    match = _URI.match(uri.strip())
-    if not match:
-        raise ValidationError(
-            "model URI",
-            [
-                f"got {uri!r}; expected models:/NAME@ALIAS or models:/NAME/VERSION, "
-                "e.g. models:/iris-classifier@champion"
-            ],
-        )
-    return ModelRef(match["name"], alias=match["alias"], version=match["version"])
 
 
 def _model_names(client: MlflowClient) -> list[str]:

@@ -221,6 +221,25 @@ class Settings:
         default=60.0,
         doc="Seconds the service keeps retrying an unreachable registry at start before it exits.",
     )
+    follow_interval: float | None = setting(
+        "MLFACTOR_FOLLOW_INTERVAL",
+        seconds(positive=True),
+        doc="Seconds between each worker's checks of the served aliases; a moved alias is loaded, "
+        "warmed and swapped in without a restart (registry mode only; unset: off).",
+    )
+    webhook_secret: str | None = setting(
+        "MLFACTOR_WEBHOOK_SECRET",
+        text("the secret of the MLflow webhook"),
+        doc="HMAC secret of the MLflow webhook that posts alias moves to `/hooks/mlflow` "
+        "(needs MLFACTOR_FOLLOW_INTERVAL; polling stays the fallback).",
+        secret=True,
+    )
+    prefetch_file: Path | None = setting(
+        "MLFACTOR_PREFETCH_FILE",
+        PATH,
+        doc="Set by `mlfactor serve` (or the service's supervisor) for its workers: where the "
+        "model resolver started at launch writes the resolved versions.",
+    )
     release: str | None = setting(
         "MLFACTOR_RELEASE",
         text("a release id"),

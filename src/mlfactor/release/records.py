@@ -30,7 +30,7 @@ from mlflow.tracking import MlflowClient
 
 from mlfactor.aliases import current_user
 from mlfactor.bento_store import bentoml_stores, get_bento
-from mlfactor.errors import NotFoundError, ValidationError
+from mlfactor.errors import ConfigError, NotFoundError, ValidationError
 from mlfactor.log import event, get_logger
 from mlfactor.masking import is_secret_name
 from mlfactor.names import did_you_mean
@@ -58,6 +58,7 @@ _NOT_CONFIG = {
     "MLFACTOR_RUN_ID",
     "MLFACTOR_OUTPUTS_FILE",
     "MLFACTOR_PROJECT_DIR",
+    "MLFACTOR_PREFETCH_FILE",
 }
 _FIELDS = (
     "release_id",
@@ -199,6 +200,20 @@ def list_releases(client: MlflowClient, settings: Settings, app: str | None = No
     return marked
 
 
+def refuse_following(run_settings: Settings) -> None:
+    """Raise ConfigError when the release's configuration follows an alias (a release never moves)."""
+    if run_settings.follow_interval is not None:
+        where = f" in {run_settings.env_file}" if run_settings.env_file else ""
+        raise ConfigError(
+            {
+                "MLFACTOR_FOLLOW_INTERVAL": f"is set{where}, but a release is immutable (factor V): it "
+                "serves the model version packed in its Bento and never follows an alias. Remove "
+                "MLFACTOR_FOLLOW_INTERVAL from the release's configuration; follow the registry only "
+                "where you serve from it (staging, fast iteration)."
+            }
+        )
+
+
 def create_release(
     client: MlflowClient,
     settings: Settings,
@@ -213,6 +228,7 @@ def create_release(
     configuration hash, it is returned with ``created=False``.
     """
     run_settings = read_env_file(env_file) if env_file is not None else settings
+    refuse_following(run_settings)
     info = _bento_info(settings, bento_tag)
     return record_release(client, settings, info, run_settings, who=who)
 
@@ -230,6 +246,7 @@ def record_release(
     ``settings`` names the tracking store; ``run_settings`` is the configuration
     the release runs with.
     """
+    refuse_following(run_settings)
     config, excluded = release_config(run_settings)
     digest = config_hash(config)
     current = next((r for r in list_releases(client, settings) if r.app == info["app"]), None)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from importlib import metadata
@@ -24,6 +25,8 @@ from typing import Any
 from mlfactor.log import event, get_logger
 from mlfactor.monitoring.feedback import read_feedback
 from mlfactor.serving import openapi
+from mlfactor.serving.batching import scores_in_thread
+from mlfactor.serving.hooks import HookRejectedError, alias_event, verify_delivery
 from mlfactor.serving.messages import (
     AfterResponse,
     HttpRequest,
@@ -70,6 +73,8 @@ class ServingCore:
 
     def offload(self, request: HttpRequest) -> bool:
         """True when answering takes long enough to belong in a thread (large bodies, /metrics)."""
+        if scores_in_thread(request.path, self.state.runtime):  # batching models: let calls overlap
+            return True
         return len(request.body) > OFFLOAD_BYTES or request.path == "/metrics"
 
     def context(self, headers: Mapping[str, str]) -> RequestContext:
@@ -120,6 +125,42 @@ class ServingCore:
             event(predictions_logger, "feedback", **item.event_fields())
         return json_response({"accepted": len(items), "request_id": ctx.request_id}, 202)
 
+    def mlflow_hook(self, request: HttpRequest, ctx: RequestContext) -> HttpResponse:
+        """POST /hooks/mlflow: a signed MLflow alias event makes the follower check at once."""
+        secret = self.settings.webhook_secret
+        if not secret:
+            message = "webhooks are off: set MLFACTOR_WEBHOOK_SECRET (and MLFACTOR_FOLLOW_INTERVAL)"
+            return error_response(404, "NOT_FOUND", message, ctx)
+        try:
+            delivery = verify_delivery(secret, request.headers, request.body, time.time())
+        except HookRejectedError as exc:
+            event(
+                logger, "webhook_rejected", level=logging.WARNING, request_id=ctx.request_id, reason=str(exc)
+            )
+            return error_response(401, "UNAUTHENTICATED", str(exc), ctx)
+        except RequestError as exc:
+            return json_response({**exc.body(), **ctx.fields()}, exc.status)
+        alias = alias_event(delivery)
+        follower = self.state.follower
+        acted = alias is not None and follower is not None and follower.follows(alias.name, alias.alias)
+        event(
+            logger,
+            "webhook_received",
+            delivery_id=delivery.delivery_id[:64],
+            entity=delivery.entity[:64],
+            action=delivery.action[:64],
+            model_name=alias.name[:200] if alias else None,
+            alias=alias.alias[:200] if alias else None,
+            version=alias.version[:20] if alias and alias.version else None,
+            checking=acted,
+        )
+        if acted and follower is not None:
+            follower.nudge()
+        reason = "checking the registry now" if acted else "not an alias this service follows"
+        return json_response(
+            {"accepted": True, "checking": acted, "reason": reason, "request_id": ctx.request_id}
+        )
+
     # ---- scoring -------------------------------------------------------------------------------
 
     def _not_ready(self, ctx: RequestContext) -> HttpResponse:
@@ -143,7 +184,7 @@ class ServingCore:
                 rows = read_predict(request.body, request.content_type, max_rows=self.settings.max_rows)
                 params = None
             ctx.rows = len(rows)
-            served = runtime.predict(rows, variant, allow_extra=invocations, params=params)
+            served = runtime.predict(rows, variant, model, allow_extra=invocations, params=params)
         except RequestError as exc:
             return json_response({**exc.body(), **ctx.fields()}, exc.status)
         except Exception as exc:
@@ -311,6 +352,7 @@ ROUTES: Mapping[str, Mapping[str, Handler]] = {
     "/predict": {"POST": ServingCore.predict},
     "/invocations": {"POST": ServingCore.invocations},
     "/feedback": {"POST": ServingCore.feedback},
+    "/hooks/mlflow": {"POST": ServingCore.mlflow_hook},
     "/metadata": {"GET": ServingCore.metadata},
     "/schema.json": {"GET": ServingCore.schema_json},
     "/docs.json": {"GET": ServingCore.docs_json},

@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import values as prometheus_values
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -28,7 +28,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class ServiceMetrics:
-    """Request counter, latency histogram and row counter labelled by path, model, version, variant."""
+    """Request counter, latency histogram, row counter and served-version gauge of one service."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -49,6 +49,19 @@ class ServiceMetrics:
             ("model", "version", "variant"),
             registry=self.registry,
         )
+        # One series per worker under `bentoml serve` (a pid label): during a swap they may differ.
+        self.served_version = Gauge(
+            "mlfactor_served_model_version",
+            "Registry version each variant answers with (the newest one swapped in).",
+            ("model", "variant"),
+            registry=self.registry,
+            multiprocess_mode="liveall",
+        )
+
+    def serving(self, model: str, variant: str, version: str) -> None:
+        """Record the version ``variant`` now answers with (non-numeric versions are not recorded)."""
+        if version.isdigit():
+            self.served_version.labels(model, variant).set(int(version))
 
     def observe(
         self, *, path: str, status: int, model: str, version: str, variant: str, seconds: float, rows: int
@@ -67,6 +80,12 @@ class ServiceMetrics:
             MultiProcessCollector(merged, path=directory)  # type: ignore[no-untyped-call]  # untyped upstream
             return generate_latest(merged)
         return generate_latest(self.registry)
+
+
+def shared_service_dir() -> Path | None:
+    """The directory every worker of this service shares (its multiprocess directory); None in-process."""
+    directory = os.environ.get(MULTIPROC_ENV)
+    return Path(directory) if directory and Path(directory).is_dir() else None
 
 
 def _multiprocess_values() -> bool:

@@ -40,8 +40,9 @@ from mlfactor.errors import BackingServiceError, ConfigError, MlfactorError, Not
 from mlfactor.log import event, get_logger
 from mlfactor.masking import mask_uri
 from mlfactor.serving.native import input_example_rows, load_sklearn, read_mlmodel, signature_schema
+from mlfactor.serving.prefetch import read_prefetched
 from mlfactor.serving.protocol import Row
-from mlfactor.serving.resolve import ResolverAnswer
+from mlfactor.serving.resolve import ResolvedFiles, ResolverAnswer
 from mlfactor.serving.schema import InputSchema
 from mlfactor.settings import Settings
 
@@ -79,6 +80,7 @@ class ServedModel:
     predict_fn: str = "predict"
     bento_tag: str | None = None
     load_seconds: float = 0.0
+    example: list[Row] | None = field(default=None, repr=False)  # the logged input example, when readable
 
     def predict(self, rows: Sequence[Row], params: Mapping[str, object] | None = None) -> list[Any]:
         """Predictions for valid ``rows`` as JSON-ready values.
@@ -94,6 +96,18 @@ class ServedModel:
         if params:
             return _jsonable(self.pyfunc.predict(frame, params=dict(params)))
         return _jsonable(self.pyfunc.predict(frame))
+
+    def warm(self) -> bool:
+        """Predict once on the input example (validation included); False when there is none.
+
+        Raises whatever validating or predicting raises: a version that cannot
+        answer its own example must not take traffic.
+        """
+        if not self.example:
+            return False
+        self.schema.validate(self.example, allow_extra=True)
+        self.predict(self.example)
+        return True
 
     def describe(self) -> dict[str, Any]:
         """Describe what /metadata shows about this model."""
@@ -140,6 +154,7 @@ def _load_local(
     flavors = mlmodel.get("flavors") or {}
     predict_fn = str((flavors.get("python_function") or {}).get("predict_fn") or "predict")
     estimator = load_sklearn(path, mlmodel, environ) if schema is not None else None
+    example = input_example_rows(path, mlmodel)
     served = ServedModel(
         name=name,
         version=version,
@@ -152,16 +167,19 @@ def _load_local(
         flavor="python_function",
         predict_fn=predict_fn,
         bento_tag=bento_tag,
+        example=example,
     )
     if estimator is not None and hasattr(estimator, predict_fn):
         served.estimator = estimator
         served.flavor = "sklearn"
-        served.predict_path = _choose_native_path(served, input_example_rows(path, mlmodel))
+        served.predict_path = _choose_native_path(served, example)
     else:
         import mlflow.pyfunc  # only for flavors the native path does not handle
 
-        served.pyfunc = mlflow.pyfunc.load_model(str(path))
-        served.schema = InputSchema.from_signature(served.pyfunc.metadata.signature)
+        from mlfactor.serving.batching import batch_predictions
+
+        served.pyfunc = batch_predictions(mlflow.pyfunc.load_model(str(path)))
+        served.schema = InputSchema.from_model(served.pyfunc.metadata)
     served.load_seconds = round(time.perf_counter() - started, 3)
     return served
 
@@ -197,18 +215,18 @@ def _warm_imports() -> None:
             importlib.import_module(module)
 
 
-def load_from_registry(settings: Settings, uris: Sequence[str]) -> dict[str, ServedModel]:
-    """Resolve every URI once in a child process (in parallel with our imports); load each version."""
+def resolver_command(settings: Settings) -> tuple[list[str], dict[str, str]]:
+    """The command line (URIs to append) and environment of the resolver child."""
     env = settings.child_environment()
     # Inside a Bento the package may sit in src/ without being installed: let the child find it too.
     package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
-    child = subprocess.Popen(
-        [sys.executable, "-m", "mlfactor.serving.resolve", *uris],
-        stdout=subprocess.PIPE,
-        env=env,
-        cwd=settings.project_dir,
-    )
+    return [sys.executable, "-m", "mlfactor.serving.resolve"], env
+
+
+def _resolve_in_child(settings: Settings, uris: Sequence[str]) -> ResolverAnswer:
+    command, env = resolver_command(settings)
+    child = subprocess.Popen([*command, *uris], stdout=subprocess.PIPE, env=env, cwd=settings.project_dir)
     try:
         _warm_imports()
         out, _ = child.communicate(timeout=max(60.0, settings.registry_wait))
@@ -216,30 +234,48 @@ def load_from_registry(settings: Settings, uris: Sequence[str]) -> dict[str, Ser
         child.kill()
         child.wait()
         raise
-    answer = ResolverAnswer.from_output(out)
+    return ResolverAnswer.from_output(out)
+
+
+def load_from_registry(
+    settings: Settings, uris: Sequence[str], prefetched: Path | None = None
+) -> dict[str, ServedModel]:
+    """Resolve every URI once in a child process (in parallel with our imports); load each version.
+
+    With ``prefetched`` (the file of a resolver started at launch, see
+    :mod:`mlfactor.serving.prefetch`), its answer is used when it covers ``uris``.
+    """
+    answer = None
+    if prefetched is not None:
+        _warm_imports()
+        answer = read_prefetched(prefetched, list(uris), timeout=max(60.0, settings.registry_wait))
+    if answer is None:
+        answer = _resolve_in_child(settings, uris)
     answer.raise_failure()
-    loaded: dict[str, ServedModel] = {}
-    for found in answer.models:
-        event(
-            logger,
-            "model_resolved",
-            uri=found.uri,
-            model_name=found.name,
-            model_version=found.version,
-            run_id=found.run_id,
-            git_commit=found.git_commit,
-        )
-        loaded[found.uri] = _load_local(
-            Path(found.path),
-            name=found.name,
-            version=found.version,
-            run_id=found.run_id,
-            git_commit=found.git_commit,
-            uri=f"models:/{found.name}/{found.version}",
-            source="registry",
-            environ=settings.environ,
-        )
-    return loaded
+    return {found.uri: load_resolved(found, settings.environ) for found in answer.models}
+
+
+def load_resolved(found: ResolvedFiles, environ: Mapping[str, str]) -> ServedModel:
+    """Load a resolved and downloaded registry version (logs ``model_resolved``)."""
+    event(
+        logger,
+        "model_resolved",
+        uri=found.uri,
+        model_name=found.name,
+        model_version=found.version,
+        run_id=found.run_id,
+        git_commit=found.git_commit,
+    )
+    return _load_local(
+        Path(found.path),
+        name=found.name,
+        version=found.version,
+        run_id=found.run_id,
+        git_commit=found.git_commit,
+        uri=f"models:/{found.name}/{found.version}",
+        source="registry",
+        environ=environ,
+    )
 
 
 def load_from_bento_store(tag: str, environ: Mapping[str, str]) -> ServedModel:

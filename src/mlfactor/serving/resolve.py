@@ -16,13 +16,17 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from mlfactor.errors import BackingServiceError, ConfigError, MlfactorError, NotFoundError, ValidationError
 from mlfactor.log import configure_logging
 from mlfactor.masking import mask_text
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 CREDENTIAL_STATUSES = (401, 403)
 # botocore's names for refused or missing credentials (artifact stores on S3), matched without importing it
@@ -95,16 +99,12 @@ class ResolverAnswer:
         raise BackingServiceError(message)
 
 
-def resolve_and_download(uris: list[str]) -> list[ResolvedFiles]:
-    """Resolve every URI once against the configured registry and download its files."""
-    import mlflow.artifacts  # the whole point is to import MLflow here only
+def resolve_and_download(client: MlflowClient, uris: Sequence[str]) -> list[ResolvedFiles]:
+    """Resolve every URI once with ``client`` and download its files (MLflow is imported here)."""
+    import mlflow.artifacts
 
     from mlfactor.registry import resolve_model
-    from mlfactor.settings import load_settings
-    from mlfactor.tracking import connect
 
-    settings = load_settings()
-    client = connect(settings)  # a refused password or database name is a ConfigError here
     found = []
     for uri in uris:
         resolved = resolve_model(client, uri)
@@ -141,7 +141,12 @@ def main(argv: list[str] | None = None) -> NoReturn:
     configure_logging("WARNING", "json", stream=sys.stderr)
     uris = list(sys.argv[1:] if argv is None else argv)
     try:
-        answer = ResolverAnswer(models=resolve_and_download(uris))
+        from mlfactor.settings import load_settings
+        from mlfactor.tracking import connect
+
+        # a refused password or database name is a ConfigError here
+        client = connect(load_settings())
+        answer = ResolverAnswer(models=resolve_and_download(client, uris))
     except Exception as exc:  # noqa: BLE001 - every failure is reported, classified, on stdout
         kind, message = classify(exc)
         answer = ResolverAnswer(error=mask_text(message), kind=kind)

@@ -16,12 +16,20 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mlfactor.errors import ConfigError
+from mlfactor.errors import ConfigError, MlfactorError
 from mlfactor.log import event, get_logger
+from mlfactor.model_uri import parse_model_uri
 from mlfactor.monitoring.events import SCHEMA_VERSION
-from mlfactor.registry import parse_model_uri
 from mlfactor.serving.flags import Flags
-from mlfactor.serving.model import ServedModel, load_from_bento_store, load_from_registry, load_with_retry
+from mlfactor.serving.follow import followed_aliases
+from mlfactor.serving.model import (
+    ServedModel,
+    load_from_bento_store,
+    load_from_registry,
+    load_with_retry,
+    resolver_command,
+)
+from mlfactor.serving.prefetch import PREFETCH_ENV, start_prefetch
 from mlfactor.serving.protocol import Row
 from mlfactor.serving.variants import assign_variant, variant_ref_uri
 from mlfactor.settings import Settings
@@ -69,12 +77,31 @@ def plan_variants(settings: Settings) -> tuple[str, list[tuple[str, str]], tuple
     return name, planned, weights
 
 
+def prefetch_served_models(settings: Settings) -> dict[str, str]:
+    """Start resolving the served models ahead of the workers; the variables that tell them where.
+
+    {} when there is nothing to prefetch: a Bento's packed model, a prefetch
+    already started by whoever launched us, or a configuration the workers
+    will refuse with a clear error anyway.
+    """
+    if settings.bento_model or settings.prefetch_file:
+        return {}
+    try:
+        _, planned, _ = plan_variants(settings)
+    except MlfactorError:
+        return {}
+    uris = list(dict.fromkeys(uri for _, uri in planned))
+    command, env = resolver_command(settings)
+    return {PREFETCH_ENV: str(start_prefetch(settings, uris, command, env))}
+
+
 class ServingRuntime:
     """The models of one worker and the per-request decisions (variant, shadow, logging)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.model_name, self.planned, self.weights = plan_variants(settings)
+        self.followed = followed_aliases(settings, self.planned)  # ConfigError before any load
         self.models: dict[str, ServedModel] = {}
         self.flags = Flags(
             settings.flags_file,
@@ -102,8 +129,9 @@ class ServingRuntime:
         if self.settings.bento_model:
             by_uri = {uri: load_from_bento_store(uri, self.settings.environ) for uri in uris}
         else:
-            by_uri = load_with_retry(
-                lambda: load_from_registry(self.settings, uris),
+            prefetched = [self.settings.prefetch_file] if self.settings.prefetch_file else []
+            by_uri = load_with_retry(  # the prefetched answer on the first attempt only
+                lambda: load_from_registry(self.settings, uris, prefetched.pop() if prefetched else None),
                 what=", ".join(uris),
                 wait=self.settings.registry_wait,
                 stopping=stopping,
@@ -148,16 +176,25 @@ class ServingRuntime:
         """Return the variant serving request key ``key``."""
         return assign_variant(key, self.current_weights())
 
+    def swap(self, variants: Sequence[str], model: ServedModel) -> None:
+        """Serve ``model`` for ``variants`` from the next request on (requests under way keep theirs)."""
+        for variant in variants:
+            self.models[variant] = model  # one dict store each: atomic for every reader
+
     def predict(
         self,
         rows: Sequence[Row],
         variant: str,
+        model: ServedModel,
         *,
         allow_extra: bool,
         params: Mapping[str, object] | None = None,
     ) -> Prediction:
-        """Validate ``rows`` against the variant's schema and predict; RequestError when invalid."""
-        model = self.models[variant]
+        """Validate ``rows`` against ``model``'s schema and predict; RequestError when invalid.
+
+        The caller looks ``model`` up once per request, so a request is answered
+        wholly by one version even when a swap happens meanwhile.
+        """
         started = time.perf_counter()
         model.schema.validate(rows, allow_extra=allow_extra)
         predictions = model.predict(rows, params)

@@ -11,10 +11,14 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from mlfactor.serving.metrics import ServiceMetrics
 from mlfactor.serving.runtime import ServingRuntime
 from mlfactor.settings import Settings
+
+if TYPE_CHECKING:
+    from mlfactor.serving.follow import AliasFollower
 
 
 @dataclass
@@ -24,6 +28,7 @@ class WorkerState:
     settings: Settings
     metrics: ServiceMetrics = field(default_factory=ServiceMetrics)
     runtime: ServingRuntime | None = None  # attached before loading, so errors can name the model
+    follower: AliasFollower | None = None  # with MLFACTOR_FOLLOW_INTERVAL, once loaded
     loaded: bool = False
     failed: str | None = None
     draining: bool = False
@@ -51,10 +56,12 @@ class WorkerState:
         self.settled.set()
 
     def start_draining(self) -> bool:
-        """Turn readiness off for good; True the first time (the caller starts the shutdown)."""
+        """Turn readiness off for good and stop following; True the first time (the caller shuts down)."""
         if self.draining:
             return False
         self.draining = True
+        if self.follower is not None:
+            self.follower.stop()
         self.shutdown_started = time.monotonic()
         return True
 

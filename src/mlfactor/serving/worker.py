@@ -32,6 +32,7 @@ from typing import Any
 from mlfactor.errors import ExitCode, MlfactorError
 from mlfactor.log import configure_logging, event, get_logger
 from mlfactor.masking import secret_values
+from mlfactor.serving.follow import AliasFollower
 from mlfactor.serving.listener import stop_accepting
 from mlfactor.serving.runtime import ServingRuntime
 from mlfactor.serving.state import WorkerState
@@ -78,8 +79,10 @@ def load_runtime(state: WorkerState) -> int | None:
     except Exception as exc:  # noqa: BLE001 - any load failure stops the service with a clear event
         return _failed(state, f"{type(exc).__name__}: {exc}", int(ExitCode.INTERNAL))
     gc.collect()
-    gc.freeze()  # the loaded model never changes: keep it out of every later collection
+    gc.freeze()  # the loaded model changes only by a swap: keep it out of every later collection
     state.mark_loaded()
+    for variant, model in runtime.models.items():
+        state.metrics.serving(model.name, variant, model.version)
     primary = runtime.primary
     event(
         logger,
@@ -90,6 +93,11 @@ def load_runtime(state: WorkerState) -> int | None:
         load_s=round(time.perf_counter() - started, 3),
         pid=os.getpid(),
     )
+    interval = state.settings.follow_interval
+    if runtime.followed and interval is not None:
+        state.follower = AliasFollower(state, runtime.followed, interval)
+        state.follower.start()
+        event(logger, "follow_started", aliases=[f.uri for f in runtime.followed], interval_s=interval)
     return None
 
 
