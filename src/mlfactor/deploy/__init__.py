@@ -1,5 +1,6 @@
-"""Deploy: Kubernetes manifests rendered from a release, checked by mlfactor's rules, runnable locally."""
+"""Deploy: Kubernetes manifests and Argo / Airflow workflows of a release, checked, runnable locally."""
 
+from mlfactor.deploy.engines import EngineOptions, render_airflow, render_argo
 from mlfactor.deploy.local import LocalProcess, local_process
 from mlfactor.deploy.options import DeployOptions, Resources, image_for
 from mlfactor.deploy.releases import get_release, pick_release
@@ -10,6 +11,7 @@ from mlfactor.deploy.sweep import render_sweep, render_sweep_for_run
 __all__ = [
     "RULES",
     "DeployOptions",
+    "EngineOptions",
     "LocalProcess",
     "Rendered",
     "Resources",
@@ -19,6 +21,8 @@ __all__ = [
     "image_for",
     "local_process",
     "pick_release",
+    "render_airflow",
+    "render_argo",
     "render_release",
     "render_sweep",
     "render_sweep_for_run",

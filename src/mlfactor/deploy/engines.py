@@ -102,7 +102,10 @@ def render_argo(
     _, warnings = image_warnings(settings, release.bento_tag, needed)
     # kustomize needs names: the Workflow (generateName) is submitted on its own, `argo submit`.
     applied = [file_name(o) for o in objects if o["kind"] != "Workflow"]
-    return finish(out, release, ctx, objects, applied=applied, extra={}, warnings=warnings, settings=settings)
+    return finish(
+        out, release, ctx, objects, applied=applied, extra={}, warnings=warnings, settings=settings,
+        command="mlfactor deploy argo",
+    )  # fmt: skip
 
 
 def render_airflow(
@@ -132,11 +135,12 @@ def render_airflow(
         settings, pipeline, options, airflow.run_id_token(dag.operator), run_id_file
     )
     pod = airflow.pod_template(ctx)
-    source = airflow.dag_source(ctx, workflow, dag, header_for(release))
+    source = airflow.dag_source(ctx, workflow, dag, header_for(release, "mlfactor deploy airflow"))
     warnings = image_warnings(settings, release.bento_tag, needed)[1] if dag.operator == "kubernetes" else []
     objects = [m.config_map(ctx)]
     extra = {f"{airflow.dag_id(ctx, workflow).replace('-', '_')}.py": source}
     return finish(
         out, release, ctx, objects, applied=[file_name(o) for o in objects], extra=extra, warnings=warnings,
         settings=settings, embedded=[pod] if dag.operator == "kubernetes" else [],
+        command="mlfactor deploy airflow",
     )  # fmt: skip

@@ -71,10 +71,10 @@ def dump_yaml(obj: Any, header: str = "") -> str:
     return header + body
 
 
-def header_for(release: Release) -> str:
-    """Return the comment at the top of every file."""
+def header_for(release: Release, command: str = "mlfactor deploy render") -> str:
+    """Return the comment at the top of every file ``command`` writes."""
     return (
-        f"# Rendered by `mlfactor deploy render` from release {release.release_id} ({release.bento_tag}).\n"
+        f"# Rendered by `{command}` from release {release.release_id} ({release.bento_tag}).\n"
         "# Do not edit: change the configuration, release again and re-render.\n"
     )
 
@@ -196,6 +196,7 @@ def finish(
     warnings: Sequence[str],
     settings: Settings,
     embedded: Sequence[dict[str, Any]] = (),
+    command: str = "mlfactor deploy render",
 ) -> Rendered:
     """Check ``objects`` against the rules, then write them, the kustomization and a summary to ``out``.
 
@@ -208,7 +209,7 @@ def finish(
     )
     if problems:
         raise ValidationError(f"manifests of release {release.release_id}", problems)
-    header = header_for(release)
+    header = header_for(release, command)
     files = {file_name(obj): dump_yaml(obj, header) for obj in objects}
     files[KUSTOMIZATION] = dump_yaml(
         kustomization([file_name(o) for o in objects if file_name(o) in applied]), header

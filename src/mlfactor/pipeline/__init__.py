@@ -2,7 +2,8 @@
 
 ``make_plan`` checks a pipeline file and its parameters without running
 anything; ``run_pipeline`` runs a plan; ``run_sweep`` runs a parameter grid as
-separate pipeline runs.
+separate pipeline runs; ``open_pipeline_run``, ``run_pipeline_step`` and
+``finish_pipeline_run`` run one pipeline run one step per process.
 
 The names are imported on first use, so ``mlfactor validate`` (which needs only
 the plan) never imports MLflow.
@@ -14,6 +15,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from mlfactor.pipeline.distributed import finish_pipeline_run, open_pipeline_run, run_pipeline_step
     from mlfactor.pipeline.plan import Plan, make_plan
     from mlfactor.pipeline.runner import PipelineResult, run_pipeline
     from mlfactor.pipeline.spec import PipelineSpec, StepSpec, load_pipeline
@@ -21,6 +23,9 @@ if TYPE_CHECKING:
     from mlfactor.pipeline.sweep_driver import run_sweep
 
 _HOMES = {
+    "finish_pipeline_run": "distributed",
+    "open_pipeline_run": "distributed",
+    "run_pipeline_step": "distributed",
     "Plan": "plan",
     "make_plan": "plan",
     "PipelineResult": "runner",
@@ -38,9 +43,12 @@ __all__ = [
     "Plan",
     "StepSpec",
     "SweepResult",
+    "finish_pipeline_run",
     "load_pipeline",
     "make_plan",
+    "open_pipeline_run",
     "run_pipeline",
+    "run_pipeline_step",
     "run_sweep",
 ]
 
