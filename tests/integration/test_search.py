@@ -8,6 +8,8 @@ driven over HTTP in process (tests/integration/inprocess.py).
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +20,7 @@ import pytest
 from conftest import store_environment
 from inprocess import InProcessService, start_in_process
 from mlflow.tracking import MlflowClient
-from pipeline_harness import PROJECT_DIR, Finished, run_mlfactor
+from pipeline_harness import PROJECT_DIR, Finished, run_mlfactor, write_pipeline
 
 from mlfactor.search.corpus import load_corpus
 from mlfactor.search.evaluate import answerable, load_queries
@@ -180,3 +182,44 @@ def test_concurrent_requests_are_answered_as_if_alone(search: SearchRun) -> None
             (r["source"], r["heading"]) for r in single[0]
         ]
         assert [r["score"] for r in batched[0]] == pytest.approx([r["score"] for r in single[0]], abs=1e-4)
+
+
+REGISTER_SHUFFLED = """
+import sys
+from pathlib import Path
+import mlflow, numpy as np
+from mlfactor.search.logging_model import log_search_model
+from mlfactor.settings import load_settings
+from mlfactor.tracking import connect, ensure_experiment
+folder, work = Path(sys.argv[1]), Path(sys.argv[2])
+s = load_settings(); c = connect(s); e = ensure_experiment(c, "tests", s)
+vectors = np.load(folder / "embeddings.npy")
+np.save(work / "embeddings.npy", vectors[::-1].copy())  # every passage gets another one's embedding
+artifacts = {"encoder": folder / "encoder.onnx", "tokenizer": folder / "tokenizer.json",
+             "passages": folder / "passages.json", "embeddings": work / "embeddings.npy"}
+with mlflow.start_run(experiment_id=e):
+    print(log_search_model({k: str(v) for k, v in artifacts.items()}, client=c).version)
+"""
+
+
+def test_a_worse_version_is_evaluated_but_not_promoted(search: SearchRun, tmp_path: Path) -> None:
+    """A version with scrambled embeddings scores below the champion: evaluate logs both, champion stays."""
+    location = Path(urlparse(search.client.get_model_version_download_uri("docs-search", "1")).path)
+    registered = subprocess.run(
+        [sys.executable, "-c", REGISTER_SHUFFLED, str(location / "artifacts"), str(tmp_path)],
+        env=search.env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert registered.returncode == 0, registered.stderr[-2000:]
+    version = registered.stdout.strip().splitlines()[-1]
+    step = {"name": "evaluate", "notebook": str(PROJECT_DIR / "notebooks" / "12-evaluate-search.ipynb")}
+    pipeline = write_pipeline(tmp_path, "evaluate", [{**step, "parameters": {"model_version": version}}])
+    finished = run_mlfactor(["run", str(pipeline)], search.env, tmp_path / "run")
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    outputs = finished.summary["outputs"]["evaluate"]
+    assert outputs["promoted"] is False and outputs["champion_version"] == "1"
+    run_id = finished.summary["steps"]["evaluate"]["run_id"]
+    metrics = search.client.get_run(run_id).data.metrics
+    assert metrics["recall_at_5"] < metrics["champion_recall_at_5"] and metrics["promoted"] == 0
