@@ -43,6 +43,8 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from swap_scenario import SECRET as SWAP_SECRET
+from swap_scenario import run_swap
 
 from mlfactor.settings import sandbox_environment
 
@@ -67,8 +69,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def register_model(env: dict[str, str]) -> str:
-    """Register the iris model as iris-classifier@champion in the store ``env`` names; return the version."""
+def register_model(env: dict[str, str], alias: str = "champion", c: float = 1.0) -> str:
+    """Register an iris model as ``iris-classifier@ALIAS`` in the store ``env`` names; return the version."""
     code = (
         "import mlflow\n"
         "from sklearn.datasets import load_iris\n"
@@ -80,10 +82,10 @@ def register_model(env: dict[str, str]) -> str:
         "s = load_settings(); c = connect(s); e = ensure_experiment(c, 'bench', s)\n"
         "f = load_iris(as_frame=True).frame; X = f.drop(columns=['target']); X.columns = "
         f"{FEATURES!r}\n"
-        "m = LogisticRegression(max_iter=500).fit(X, f['target'])\n"
+        f"m = LogisticRegression(C={c!r}, max_iter=500).fit(X, f['target'])\n"
         "with mlflow.start_run(experiment_id=e):\n"
         "    logged = log_sklearn_model(m, X, registered_name='iris-classifier', client=c)\n"
-        "set_alias(c, 'iris-classifier', 'champion', logged.version); print(logged.version)\n"
+        f"set_alias(c, 'iris-classifier', {alias!r}, logged.version); print(logged.version)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     return done.stdout.strip().splitlines()[-1]
@@ -166,6 +168,9 @@ def command(target: str, port: int, env: dict[str, str]) -> tuple[list[str], dic
         )
     workers = "2" if target == "mlfactor-2w" else "1"
     extra = {"PORT": str(port), "MLFACTOR_WORKERS": workers}
+    if target == "mlfactor-follow":  # the swap scenario: following the registry, webhook secret set
+        extra["MLFACTOR_FOLLOW_INTERVAL"] = env["BENCH_FOLLOW_INTERVAL"]
+        extra["MLFACTOR_WEBHOOK_SECRET"] = SWAP_SECRET
     if target == "mlfactor-bento":  # the model packed in the BentoML store, as in a built Bento: no registry
         extra["MLFACTOR_BENTO_MODEL"] = env["BENCH_BENTO_MODEL"]
     return [str(BIN / "mlfactor"), "serve"], {**env, **extra}, PROJECT
@@ -357,6 +362,17 @@ def print_report(results: dict[str, Any]) -> dict[str, Any]:
     return ratios
 
 
+def swap_figures(
+    env: dict[str, str], versions: tuple[str, str], interval: float, body: bytes, work: Path
+) -> dict[str, Any]:
+    """Start a following `mlfactor serve` and run the swap scenario on it (swap_scenario.py)."""
+    follower = start_target("mlfactor-follow", env, body, work)
+    try:
+        return run_swap(follower.port, env, versions, interval)
+    finally:
+        stop(follower.process)
+
+
 def write_payloads(work: Path) -> tuple[dict[int, bytes], dict[int, Path]]:
     """Write the request bodies and the wrk scripts posting them; return both by row count."""
     bodies = {rows: payload(rows) for rows in ROW_COUNTS}
@@ -373,8 +389,8 @@ def write_payloads(work: Path) -> tuple[dict[int, bytes], dict[int, Path]]:
     return bodies, luas
 
 
-def main() -> int:
-    """Run the benchmark."""
+def parse_args() -> argparse.Namespace:
+    """The command line's options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=6.0, help="seconds per wrk run (default 6)")
     parser.add_argument(
@@ -391,8 +407,19 @@ def main() -> int:
         default="mlflow,minimal,mlfactor,mlfactor-bento,mlfactor-2w",
         help="comma-separated: mlflow, minimal, mlfactor, mlfactor-bento, mlfactor-2w",
     )
+    parser.add_argument(
+        "--follow-interval",
+        type=float,
+        default=2.0,
+        help="MLFACTOR_FOLLOW_INTERVAL of the swap scenario; 0 skips the scenario (default 2)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> int:
+    """Run the benchmark."""
+    args = parse_args()
     if shutil.which("wrk") is None:
         print(
             "wrk is not installed: `sudo apt-get install -y wrk` (Debian/Ubuntu) or `brew install wrk`.",
@@ -405,7 +432,9 @@ def main() -> int:
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # mlflow models serve runs `uvicorn`
     }
     version = register_model(env)
+    candidate = register_model(env, alias="candidate", c=0.05) if args.follow_interval else ""
     env["BENCH_BENTO_MODEL"] = pack_model(env, version)
+    env["BENCH_FOLLOW_INTERVAL"] = str(args.follow_interval)
     bodies, luas = write_payloads(work)
     machine = {
         "cpus": os.cpu_count(),
@@ -466,6 +495,8 @@ def main() -> int:
     answers = {json.dumps(r["first_answer"]) for r in results["targets"].values()}
     results["same_answer_everywhere"] = len(answers) == 1
     results["ratios"] = print_report(results)
+    if args.follow_interval:
+        results["swap"] = swap_figures(env, (version, candidate), args.follow_interval, bodies[1], work)
     print(f"\nsame first answer from every target: {results['same_answer_everywhere']}; logs in {work}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,7 @@ from types import FrameType
 from mlfactor.errors import BackingServiceError, ExitCode
 from mlfactor.log import event, get_logger
 from mlfactor.serving.bento import bento_environment
+from mlfactor.serving.runtime import prefetch_served_models
 from mlfactor.settings import Settings
 from mlfactor.signals import handle_stop_signals, signal_name
 
@@ -107,6 +108,8 @@ def run_server(settings: Settings, *, bento: str | None = None) -> int:
     check_port(settings.host, settings.port, lambda free: f"{variable}={free} mlfactor serve")
     command, workdir = serve_command(settings, bento=bento)
     environment = serve_environment(settings, bento=bento)
+    if not bento:  # resolve the model on the other core while BentoML starts
+        environment.update(prefetch_served_models(settings))
     event(
         logger,
         "serve_starting",

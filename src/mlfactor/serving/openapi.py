@@ -43,7 +43,8 @@ def row_schema(schema: InputSchema | None, *, extra: bool) -> dict[str, Any]:
     if schema is None or not schema.fields:
         return {"type": "object", "title": "Row"}
     properties = {
-        f.name: ({"type": JSON_TYPES[f.kind]} if f.kind in JSON_TYPES else {}) for f in schema.fields
+        f.name: {**({"type": JSON_TYPES[f.kind]} if f.kind in JSON_TYPES else {}), **f.json_limits()}
+        for f in schema.fields
     }
     result: dict[str, Any] = {"type": "object", "title": "Row", "properties": properties}
     required = [f.name for f in schema.fields if f.required]
@@ -254,6 +255,33 @@ def openapi_document(schema: InputSchema | None, title: str) -> dict[str, Any]:
                         "description": "Logged",
                         "content": {"application/json": {"schema": {"type": "object"}}},
                     },
+                    **_errors(),
+                },
+            }
+        },
+        "/hooks/mlflow": {
+            "post": {
+                "summary": "MLflow webhook deliveries (alias events, HMAC-signed): check the registry now",
+                "description": "Needs MLFACTOR_WEBHOOK_SECRET and MLFACTOR_FOLLOW_INTERVAL; a delivery "
+                "without a valid X-MLflow-Signature (v1 HMAC-SHA256 of id.timestamp.body) or older than "
+                "5 minutes gets 401 and changes nothing.",
+                "operationId": "mlflow_hook",
+                "tags": ["Infrastructure"],
+                "parameters": [
+                    {"name": name, "in": "header", "required": True, "schema": {"type": "string"}}
+                    for name in ("X-MLflow-Signature", "X-MLflow-Delivery-Id", "X-MLflow-Timestamp")
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"type": "object", "required": ["data"]}}},
+                },
+                "responses": {
+                    "200": {
+                        "description": "Accepted; says whether the follower checks now",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "401": {"description": "Unsigned, mis-signed or stale", "content": _json_body("Error")},
+                    "404": {"description": "Webhooks are off", "content": _json_body("Error")},
                     **_errors(),
                 },
             }

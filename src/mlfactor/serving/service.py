@@ -31,6 +31,7 @@ from mlfactor.serving.bento import with_packed_defaults
 from mlfactor.serving.core import ServingCore
 from mlfactor.serving.launcher import check_port
 from mlfactor.serving.metrics import use_own_multiprocess_dir
+from mlfactor.serving.runtime import prefetch_served_models
 from mlfactor.serving.state import WorkerState
 from mlfactor.serving.worker import (
     configure_service_logging,
@@ -93,6 +94,10 @@ STATE = WorkerState(SETTINGS)
 if server_context.worker_index is None:  # the supervisor (or `bentoml build`), not a worker
     _refuse_a_taken_port(sys.argv)
     use_own_multiprocess_dir()
+    if sys.argv[1:2] == ["serve"]:
+        # The workers inherit this environment (circus copies it): they read the models resolved
+        # meanwhile instead of starting a resolver once BentoML has started them.
+        os.environ.update(prefetch_served_models(SETTINGS))
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
