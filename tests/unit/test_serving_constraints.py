@@ -75,3 +75,10 @@ def test_metadata_without_constraints_changes_nothing() -> None:
     assert read_constraints({"mlfactor": {"constraints": {"q": {"max_length": "10", "minimum": True}}}}) == {
         "q": {}
     }
+
+
+def test_limits_as_json_schema_keywords(schema: InputSchema) -> None:
+    """/docs.json can show the limits: minLength/maxLength of query, minimum/maximum of k."""
+    query, k = schema.fields
+    assert query.json_limits() == {"minLength": 1, "maxLength": 1000}
+    assert k.json_limits() == {"minimum": 1, "maximum": 50}

@@ -76,6 +76,16 @@ class Field:
                 text += f" of at most {self.maximum:g}"
         return f"{text} ({self.kind})" if self.kind in _EXPECTED else text
 
+    def json_limits(self) -> dict[str, float]:
+        """The field's limits as JSON Schema keywords (minLength, maxLength, minimum, maximum)."""
+        keywords = {
+            "minLength": self.min_length,
+            "maxLength": self.max_length,
+            "minimum": self.minimum,
+            "maximum": self.maximum,
+        }
+        return {key: value for key, value in keywords.items() if value is not None}
+
     def breaks_limits(self, value: Any) -> str | None:
         """How ``value`` (of the right type) breaks the field's limits, or None when it keeps them."""
         if isinstance(value, str):
