@@ -47,10 +47,11 @@ airflow: $(AIRFLOW_STAMP) ## Create .venv-airflow (Airflow + its Kubernetes prov
 test: $(AIRFLOW_STAMP)  # the DAG tests import rendered DAGs with Airflow's DagBag
 
 # pip, not uv, for the search lock: pip finds torch's CPU build here, uv does not (docs/search.md).
-# The installed core packages are passed as constraints, so the search lock never moves a core pin.
+# The core lock's pins (without their hashes) are passed as constraints, so the search lock never
+# moves a core pin; a search pin that contradicts one fails here, naming both.
 $(SEARCH_STAMP): $(STAMP) $(SEARCH_REQUIREMENTS)
 	@$(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip --upgrade >/dev/null
-	$(BIN)/python -m pip freeze --exclude-editable > $(VENV)/core-constraints.txt
+	sed -n 's/^\([A-Za-z0-9][A-Za-z0-9_.-]*==[^ ;]*\).*/\1/p' $(LOCK) > $(VENV)/core-constraints.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
 		--constraint $(VENV)/core-constraints.txt -r $(SEARCH_REQUIREMENTS)
 	@touch $(SEARCH_STAMP)
