@@ -19,8 +19,10 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import jinja2
 import pytest
 import yaml
 from conftest import PROJECT_DIR, store_environment
@@ -287,3 +289,37 @@ def test_airflow_tasks_run_locally_give_the_run_tree_of_mlfactor_run(
     assert tree["parent"]["status"] == "FINISHED"
     assert tree["parent"]["params"]["first.value"] == "4"
     assert tree["parent"]["tags"]["mlfactor.output.second.received"] == "8"
+
+
+def render_like_airflow(command: str, xcom: str) -> str:
+    """Render a bash_command's Jinja as Airflow does, ``ti.xcom_pull`` giving the open task's XCom."""
+    ti = SimpleNamespace(xcom_pull=lambda task_ids: xcom if task_ids == OPEN_TASK else None)
+    return jinja2.Template(command).render(ti=ti, macros=SimpleNamespace(json=json))
+
+
+def test_airflow_bash_tasks_run_locally_give_the_run_tree_of_mlfactor_run(
+    rendered: Rendered, dagbag: dict[str, Any], tmp_path: Path
+) -> None:
+    """The BashOperator DAG's commands, run by bash as a worker would, rebuild the plain run's tree."""
+    tasks = dagbag[str(rendered.bash)]["dags"]["mlfactor-chain"]["tasks"]
+    worker = {  # append_env=True: the worker's own environment, its secrets and PATH to mlfactor
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "TMPDIR": str(tmp_path),
+        "HOME": str(tmp_path),
+        "MLFLOW_TRACKING_TOKEN": SECRET,
+    }
+    xcom = ""
+    for name in _in_order({n: set(t["upstream"]) for n, t in tasks.items()}):
+        task = tasks[name]
+        command = render_like_airflow(task["bash_command"], xcom)
+        done = subprocess.run(
+            ["bash", "-c", command], env={**worker, **task["env"]}, cwd=tmp_path, capture_output=True,
+            text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        if task["do_xcom_push"]:  # BashOperator pushes the last line of stdout
+            xcom = done.stdout.strip().splitlines()[-1]
+    client = connect(rendered.settings)
+    tree = run_tree(client, json.loads(xcom)["run_id"])
+    assert tree == run_tree(client, rendered.plain_run_id)
+    assert list(tree["steps"]) == ["<first attempt 1>", "<second attempt 1>"]

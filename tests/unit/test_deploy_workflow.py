@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
+import jinja2
 import pytest
 import yaml
 
-from mlfactor.deploy.airflow import bash_command
+from mlfactor.deploy.airflow import BASH_RUN_ID, bash_command
 from mlfactor.deploy.argo import task_names
 from mlfactor.deploy.workflow import WorkflowTask, pipeline_workflow
 from mlfactor.errors import ValidationError
@@ -51,14 +54,32 @@ def test_steps_argo_cannot_tell_apart_are_refused(tmp_path: Path) -> None:
         task_names(flow)
 
 
+class PulledXCom:
+    """What a template sees as ``ti``: the open task's XCom (the last line it printed)."""
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def xcom_pull(self, task_ids: str) -> str:
+        """Return the XCom of ``task_ids`` (only open-run pushes one)."""
+        assert task_ids == "open-run"
+        return self.value
+
+
+def render_like_airflow(command: str, xcom: str) -> str:
+    """Render ``command`` as Jinja with ``ti`` and ``macros.json``, as Airflow does before bash runs it."""
+    return jinja2.Template(command).render(ti=PulledXCom(xcom), macros=SimpleNamespace(json=json))
+
+
 def test_the_bash_form_runs_the_same_arguments_with_variables_expanded_once(tmp_path: Path) -> None:
-    """Bash expands $(VAR) as ${VAR} (TMPDIR defaulting to /tmp) and passes other text, $ included, as is."""
+    """Bash expands $(VAR) as ${VAR} (TMPDIR: /tmp if unset), keeps other text ($ too) and the Jinja whole."""
     task = WorkflowTask(
-        "t", ("$(MLFACTOR_PROJECT_DIR)/p.yaml", "-p", "x.label=it's $$HOME", "$(TMPDIR)/output", "{{ ti }}")
+        "t", ("$(MLFACTOR_PROJECT_DIR)/p.yaml", "-p", "x.label=it's $$HOME", "$(TMPDIR)/output", BASH_RUN_ID)
     )
     command = bash_command(task, "mlfactor")
     assert command.startswith("mlfactor ")
     command = "printf '%s\\n' " + command.removeprefix("mlfactor ")  # print each argument on a line
+    command = render_like_airflow(command, '{"run_id": "0123abcd"}')
     env = {"PATH": "/usr/bin:/bin", "MLFACTOR_PROJECT_DIR": "/srv/my project", "HOME": "/root"}
     done = subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True, check=True)
     assert done.stdout.splitlines() == [
@@ -66,5 +87,5 @@ def test_the_bash_form_runs_the_same_arguments_with_variables_expanded_once(tmp_
         "-p",
         "x.label=it's $HOME",
         "/tmp/output",
-        "{{ ti }}",
+        "0123abcd",
     ]

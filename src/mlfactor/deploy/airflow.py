@@ -30,7 +30,7 @@ from mlfactor.deploy.workflow import OPEN_TASK, PipelineWorkflow, WorkflowTask
 XCOM_FILE = "/airflow/xcom/return.json"  # the KubernetesPodOperator's XCom sidecar reads it
 OPERATORS = ("kubernetes", "bash")
 KUBERNETES_RUN_ID = f"{{{{ ti.xcom_pull(task_ids='{OPEN_TASK}') }}}}"
-BASH_RUN_ID = f"{{{{ macros.json.loads(ti.xcom_pull(task_ids='{OPEN_TASK}'))['run_id'] }}}}"
+BASH_RUN_ID = f'{{{{macros.json.loads(ti.xcom_pull(task_ids="{OPEN_TASK}"))["run_id"]}}}}'  # one shell word
 _REFERENCE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
 
@@ -63,9 +63,14 @@ def pod_template(ctx: m.ReleaseContext) -> dict[str, Any]:
 
 
 def bash_command(task: WorkflowTask, executable: str) -> str:
-    """The task's arguments as one shell command: ``$(VAR)`` becomes ``${VAR}``, TMPDIR defaulting to /tmp."""
+    """The task's arguments as one shell command: ``$(VAR)`` becomes ``${VAR}``, TMPDIR defaulting to /tmp.
+
+    A Jinja template (the run id) stays as written: Airflow renders it before bash runs.
+    """
 
     def word(arg: str) -> str:
+        if "{{" in arg:  # Airflow renders the Jinja first; the run id it gives needs no quoting
+            return arg
         if not _REFERENCE.search(arg):
             return shlex.quote(arg.replace("$$", "$"))
         parts = _REFERENCE.split(arg)
