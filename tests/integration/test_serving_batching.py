@@ -46,7 +46,8 @@ class RecordingModel:
         if (frame["query"] == "boom").any():
             raise ValueError("boom")
         if "k" in frame:
-            return [f"{q.upper()}:{int(k)}" for q, k in zip(frame["query"], frame["k"], strict=True)]
+            ks = [k if pd.isna(k) else int(k) for k in frame["k"]]
+            return [f"{q.upper()}:{k}" for q, k in zip(frame["query"], ks, strict=True)]
         return [q.upper() for q in frame["query"]]
 
 
@@ -113,6 +114,18 @@ def test_rows_without_an_optional_column_are_scored_apart() -> None:
     assert predictor.predict(frame) == ["A:2", "B", "C:3"]
     assert [list(f.columns) for f in model.frames] == [["query", "k"], ["query"]]
     assert model.frames[0]["k"].dtype.kind == "i"
+
+
+def test_nulls_outside_optional_columns_are_left_to_the_model() -> None:
+    """A model without a column signature gets its frame whole, nulls included, in one call."""
+    model = RecordingModel(None)
+    model.entered.set()
+    model.gate.set()
+    model.metadata = Model()
+    predictor = batch_predictions(model)
+    frame = pd.DataFrame.from_records([{"query": "a", "k": 2}, {"query": "b"}])
+    assert predictor.predict(frame) == ["A:2", "B:nan"]
+    assert len(model.frames) == 1 and list(model.frames[0].columns) == ["query", "k"]
 
 
 def test_models_that_do_not_opt_in_are_called_directly() -> None:

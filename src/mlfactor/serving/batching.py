@@ -19,8 +19,8 @@ pyfunc with the same ``predict(frame, params=None)`` and ``metadata``:
 * a batch that fails is retried call by call, so one caller's bad rows never
   fail another's request;
 * rows whose optional columns are null are scored apart from rows that give
-  them, without those columns (MLflow's signature check refuses a ``long``
-  column holding nulls); calls with different ``params`` are never mixed.
+  them (:mod:`mlfactor.serving.null_groups`); calls with different ``params``
+  are never mixed.
 
 The service scores such models in threads (:func:`scores_in_thread`) so that
 calls can overlap at all; the event loop never waits on a batch.
@@ -34,6 +34,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from mlfactor.serving.null_groups import SignatureColumns, split_by_nulls
 
 SCORING_PATHS = frozenset({"/predict", "/invocations"})
 IDLE_SECONDS = 30.0  # a batcher thread without calls for this long ends (the next call starts one)
@@ -95,40 +97,6 @@ class BatchStats:
     largest: int = 0  # most callers answered by one model call
 
 
-def _split(call: _Call, integers: frozenset[str]) -> list[_Part]:
-    """``call``'s rows grouped by which columns are null, each group without its null columns.
-
-    ``integers`` are the signature's integer columns: pandas made them floats to hold the
-    nulls, so a group where they are all given gets its integers back.
-    """
-    frame = call.frame
-    if frame.empty:
-        return [_Part(call, frame, [])]
-    nulls = frame.isna()
-    if not nulls.to_numpy().any():
-        return [_Part(call, frame, list(range(len(frame))))]
-    groups: dict[tuple[bool, ...], list[int]] = {}
-    for position, row in enumerate(nulls.itertuples(index=False, name=None)):
-        groups.setdefault(tuple(row), []).append(position)
-    parts = []
-    for pattern, positions in groups.items():
-        kept = [name for name, null in zip(frame.columns, pattern, strict=True) if not null]
-        rows = frame.iloc[positions][kept].reset_index(drop=True)
-        for name in integers.intersection(kept):
-            if rows[name].dtype.kind == "f":
-                rows[name] = rows[name].astype("int64")
-        parts.append(_Part(call, rows, positions))
-    return parts
-
-
-def _integer_columns(pyfunc: Any) -> frozenset[str]:
-    """Names of the signature's integer (long, integer) input columns."""
-    inputs = getattr(getattr(getattr(pyfunc, "metadata", None), "signature", None), "inputs", None)
-    specs = getattr(inputs, "inputs", None) or []
-    kinds = {"long", "integer"}
-    return frozenset(str(s.name) for s in specs if getattr(getattr(s, "type", None), "name", "") in kinds)
-
-
 def _rows_of(output: Any) -> list[Any]:
     """A model output as one item per row (DataFrame rows as dicts)."""
     if hasattr(output, "to_dict") and hasattr(output, "columns"):
@@ -158,7 +126,7 @@ class BatchingPredictor:
         self._ready = threading.Condition()
         self._worker: threading.Thread | None = None
         self._last_batch_calls = 1
-        self._integers = _integer_columns(pyfunc)
+        self._columns = SignatureColumns.of(pyfunc)
 
     @property
     def metadata(self) -> Any:
@@ -189,7 +157,8 @@ class BatchingPredictor:
     def predict(self, frame: Any, params: Mapping[str, Any] | None = None) -> Any:
         """The model's output for ``frame``, from a batch shared with concurrent callers when allowed."""
         call = _Call(frame, dict(params) if params else None)
-        call.parts = _split(call, self._integers)
+        groups = split_by_nulls(frame, self._columns)
+        call.parts = [_Part(call, rows, positions) for rows, positions in groups]
         with self._ready:
             self.stats.calls += 1
         if not self.batching:
