@@ -174,3 +174,17 @@ def test_bad_options_are_refused_before_anything_is_written(settings: Settings, 
     assert len(caught.value.problems) == 2
     assert "'nightly': expected 5 cron fields" in str(caught.value)
     assert not (tmp_path / "argo").exists()
+
+
+def test_the_pipeline_files_own_schedule_makes_the_cron_workflow(tmp_path: Path) -> None:
+    """`schedule:` in the pipeline file gives a CronWorkflow without --schedule; a bad one is refused."""
+    settings = make_settings(tmp_path / "store", MLFACTOR_PROJECT_DIR=str(tmp_path))
+    path = diamond(tmp_path)
+    path.write_text(path.read_text() + "schedule: 30 2 * * 1-5\n")
+    render_argo(settings, make_release(settings), path, tmp_path / "argo")
+    cron = load_folder(tmp_path / "argo")["cronworkflow.yaml"]
+    assert cron["spec"]["schedules"] == ["30 2 * * 1-5"]
+    assert round_trip(cron) == cron
+    path.write_text(path.read_text().replace("30 2 * * 1-5", "nightly"))
+    with pytest.raises(ValidationError, match=r"schedule: got 'nightly'; expected 5 cron fields"):
+        render_argo(settings, make_release(settings), path, tmp_path / "again")

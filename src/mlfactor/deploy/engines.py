@@ -9,7 +9,7 @@ checks (mlfactor's rules) and the same atomic, byte-stable writing as
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mlfactor.deploy import airflow, argo
@@ -97,8 +97,9 @@ def render_argo(
         ctx, workflow, retries=options.retries, grid_size=size, max_parallel=options.max_parallel
     )
     objects = [m.config_map(ctx), argo.argo_workflow(ctx, workflow, spec)]
-    if options.schedule is not None:
-        objects.append(argo.argo_cron_workflow(ctx, workflow, spec, options.schedule))
+    schedule = options.schedule or workflow.schedule  # --schedule, else the pipeline file's
+    if schedule is not None:
+        objects.append(argo.argo_cron_workflow(ctx, workflow, spec, schedule))
     _, warnings = image_warnings(settings, release.bento_tag, needed)
     # kustomize needs names: the Workflow (generateName) is submitted on its own, `argo submit`.
     applied = [file_name(o) for o in objects if o["kind"] != "Workflow"]
@@ -135,6 +136,7 @@ def render_airflow(
         settings, pipeline, options, airflow.run_id_token(dag.operator), run_id_file
     )
     pod = airflow.pod_template(ctx)
+    dag = replace(dag, schedule=dag.schedule or options.schedule or workflow.schedule)
     source = airflow.dag_source(ctx, workflow, dag, header_for(release, "mlfactor deploy airflow"))
     warnings = image_warnings(settings, release.bento_tag, needed)[1] if dag.operator == "kubernetes" else []
     objects = [m.config_map(ctx)]

@@ -44,6 +44,7 @@ class PipelineWorkflow:
     open: WorkflowTask
     steps: tuple[WorkflowTask, ...]
     finish: WorkflowTask
+    schedule: str | None = None  # the pipeline file's own `schedule:`
 
     @property
     def tasks(self) -> tuple[WorkflowTask, ...]:
@@ -109,4 +110,4 @@ def pipeline_workflow(
         tuple(pipeline_args(pipeline_ref, ["--finish-run", "--pipeline-run-id", run_id])),
         (OPEN_TASK, *names),
     )
-    return PipelineWorkflow(plan.spec.name, pipeline_ref, opening, steps, finish)
+    return PipelineWorkflow(plan.spec.name, pipeline_ref, opening, steps, finish, plan.spec.schedule)

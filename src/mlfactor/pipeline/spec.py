@@ -40,12 +40,14 @@ PIPELINE_KEYS = (
     "description",
     "parameters",
     "metric",
+    "schedule",
     "allow_notebooks_outside_project",
     "steps",
 )
 STEP_KEYS = ("name", "notebook", "description", "parameters", "depends_on", "timeout", "retries")
 METRIC_KEYS = ("step", "name", "goal")
 GOALS = ("max", "min")
+CRON_FIELDS = 5
 NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 
@@ -84,6 +86,7 @@ class PipelineSpec:
     parameters: Mapping[str, Any] = field(default_factory=dict)
     metric: MetricSpec | None = None
     explicit_dependencies: bool = False
+    schedule: str | None = None  # cron, UTC: where a workflow engine runs it (mlfactor deploy argo / airflow)
 
     def step(self, name: str) -> StepSpec:
         """Return the step called ``name``."""
@@ -342,6 +345,10 @@ def parse_pipeline(path: Path, *, project_dir: Path | None = None) -> tuple[Pipe
     if metric is not None and steps and metric.step not in seen:
         problems.append(f"metric.step: no step named {metric.step!r}.{did_you_mean(metric.step, seen)}")
     explicit = any(isinstance(s, Mapping) and "depends_on" in s for s in raw_steps)
+    schedule = data.get("schedule")
+    if schedule is not None and (not isinstance(schedule, str) or len(schedule.split()) != CRON_FIELDS):
+        problems.append(f"schedule: got {schedule!r}; expected 5 cron fields (UTC), e.g. '0 3 * * *'.")
+        schedule = None
     spec = PipelineSpec(
         name=str(name),
         experiment=str(experiment),
@@ -352,5 +359,6 @@ def parse_pipeline(path: Path, *, project_dir: Path | None = None) -> tuple[Pipe
         parameters=dict(parameters),
         metric=metric,
         explicit_dependencies=explicit,
+        schedule=schedule,
     )
     return spec, problems
