@@ -7,6 +7,7 @@ pod) or the Job itself (``--render-k8s``). Each mode is one library call.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -285,6 +286,9 @@ def _run_step_mode(  # noqa: PLR0917 - the options of one command
     from mlfactor.pipeline.progress import make_progress
 
     settings = start()
+    # Steps read their parameters and earlier outputs as artifacts: MLflow's download bars would
+    # garble the task's log (stderr), as `mlfactor reproduce` found.
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
     plan = make_plan(pipeline, parameters)
     if step is None and pipeline_run_id is None:
         opened = distributed.open_pipeline_run(plan, settings, output_dir=output_dir, tags=run_tags)
