@@ -6,6 +6,8 @@ That the run tree equals `mlfactor run`'s is proven with the rendered Argo and A
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -37,10 +39,23 @@ def chain_pipeline(folder: Path) -> Path:
     )
 
 
-def run_steps_apart(path: Path, env: dict[str, str], folder: Path, steps: list[str]) -> tuple[str, list[int]]:
+def run_steps_apart(
+    path: Path,
+    env: dict[str, str],
+    folder: Path,
+    steps: list[str],
+    parameters: Sequence[str] = ("first.value=4",),
+) -> tuple[str, list[int]]:
     """Open a run of ``path``, run ``steps`` each in its own process, finish it; the id and exit codes."""
     opened = run_mlfactor(
-        ["run", str(path), "--open-run", "-p", "first.value=4", "--run-id-file", str(folder / "id")],
+        [
+            "run",
+            str(path),
+            "--open-run",
+            *(a for p in parameters for a in ("-p", p)),
+            "--run-id-file",
+            str(folder / "id"),
+        ],
         env,
         folder / "open",
     )
@@ -130,3 +145,17 @@ def test_an_unknown_pipeline_run_id_exits_66(tmp_path: Path) -> None:
     )
     assert done.returncode == 66
     assert "--open-run" in done.stderr
+
+
+def test_a_step_past_its_timeout_exits_3_and_the_finished_run_keeps_the_code(tmp_path: Path) -> None:
+    """The timeout stops the step's kernel in its own process (exit 3); finishing reads 3 from the store."""
+    path = write_pipeline(
+        tmp_path, "slow", [{"name": "wait", "notebook": fixture("sleeps-forever.ipynb"), "timeout": "2s"}]
+    )
+    env = store_environment(tmp_path)
+    run_id, codes = run_steps_apart(path, env, tmp_path, ["wait"], parameters=[])
+    assert codes == [3, 3]
+    step = json.loads((tmp_path / "wait" / "stdout").read_text().strip().splitlines()[-1])
+    assert step["steps"]["wait"]["status"] == "FAILED"
+    assert "timed out after 2 s" in step["steps"]["wait"]["error"]
+    assert connect(load_settings(env)).get_run(run_id).info.status == "FAILED"
