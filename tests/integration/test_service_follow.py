@@ -31,7 +31,7 @@ from mlfactor.registry import set_alias
 from mlfactor.serving.follow import AliasFollower
 from mlfactor.tracking import connect
 
-SECRET = "s3cret-webhook-key"  # noqa: S105 - the test webhook's secret
+SECRET = "s3cret-webhook-key"
 
 
 @dataclass
@@ -113,7 +113,9 @@ def test_a_moved_alias_is_loaded_warmed_and_answers_from_the_next_request(
     assert _predict(client) == (second, second)
     assert client.get("/readyz").status_code == 200
     metrics = client.get("/metrics").text
-    assert f'mlfactor_served_model_version{{model="iris-classifier",variant="champion"}} {second}.0' in metrics
+    assert (
+        f'mlfactor_served_model_version{{model="iris-classifier",variant="champion"}} {second}.0' in metrics
+    )
     assert followed.follower.check() == []  # nothing moved since
 
 
@@ -138,7 +140,7 @@ def test_a_version_that_cannot_load_never_takes_traffic_and_is_retried(
 
 
 def test_requests_during_swaps_are_answered_wholly_by_one_version(followed: Followed) -> None:
-    """While the alias flips back and forth under 16 concurrent clients, no request fails or mixes versions."""
+    """While the alias flips back and forth under 16 clients, no request fails or mixes versions."""
     first, second = followed.good
     stop = asyncio.Event()
 
@@ -147,7 +149,9 @@ def test_requests_during_swaps_are_answered_wholly_by_one_version(followed: Foll
         while not stop.is_set():
             answer = await http.post("/predict", json={"records": [IRIS_ROW]})
             body = answer.json()
-            seen.append((answer.status_code, body["model"]["version"], answer.headers["x-mlfactor-model-version"]))
+            seen.append(
+                (answer.status_code, body["model"]["version"], answer.headers["x-mlfactor-model-version"])
+            )
             await asyncio.sleep(0)  # an in-process answer never suspends: let the flipping coroutine run
         return seen
 
@@ -209,7 +213,7 @@ def _alias_payload(alias: str = "champion", name: str = "iris-classifier") -> by
 def test_a_signed_alias_delivery_makes_the_follower_check_at_once(
     followed: Followed, client: httpx.Client
 ) -> None:
-    """A delivery signed as MLflow signs it is accepted and wakes the follower; others' aliases are ignored."""
+    """A delivery signed as MLflow signs it wakes the follower; other aliases' deliveries are ignored."""
     body = _alias_payload()
     with captured_events() as log:
         answer = client.post("/hooks/mlflow", content=body, headers=_delivery(body))
