@@ -159,3 +159,25 @@ def test_a_step_past_its_timeout_exits_3_and_the_finished_run_keeps_the_code(tmp
     assert step["steps"]["wait"]["status"] == "FAILED"
     assert "timed out after 2 s" in step["steps"]["wait"]["error"]
     assert connect(load_settings(env)).get_run(run_id).info.status == "FAILED"
+
+
+def test_a_step_whose_pod_was_killed_runs_again_as_the_next_attempt(tmp_path: Path) -> None:
+    """A run left RUNNING by a killed process is ended KILLED; the engine's retry runs attempt 2 through."""
+    path = chain_pipeline(tmp_path)
+    env = store_environment(tmp_path)
+    opened = run_mlfactor(["run", str(path), "--open-run"], env, tmp_path / "open")
+    run_id = opened.summary["run_id"]
+    client = connect(load_settings(env))
+    parent = client.get_run(run_id)
+    left = client.create_run(  # what a SIGKILLed step process leaves behind: its run, still RUNNING
+        parent.info.experiment_id,
+        tags={"mlflow.parentRunId": run_id, "mlfactor.step": "first", "mlfactor.attempt": "1"},
+        run_name="first",
+    )
+    again = run_mlfactor(
+        ["run", str(path), "--step", "first", "--pipeline-run-id", run_id], env, tmp_path / "s"
+    )
+    assert again.returncode == 0, again.stderr
+    assert client.get_run(left.info.run_id).info.status == "KILLED"
+    assert again.named("step_started")[0]["attempt"] == 2
+    assert again.summary["steps"]["first"]["outputs"]["doubled"] == 6

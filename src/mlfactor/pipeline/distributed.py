@@ -127,8 +127,12 @@ def _outcome(client: MlflowClient, run: Run) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _step_result(client: MlflowClient, name: str, runs: list[Run]) -> StepResult:
-    """The result of step ``name`` from its runs in the store (the last attempt decides)."""
+def _step_result(client: MlflowClient, name: str, runs: list[Run], *, gone: bool = True) -> StepResult:
+    """The result of step ``name`` from its runs in the store (the last attempt decides).
+
+    ``gone``: no process runs the step any more (the engine says so), so a run
+    still RUNNING was left by a killed process and is ended KILLED.
+    """
     if not runs:
         return StepResult(name, NOT_STARTED)
     run = runs[-1]
@@ -136,6 +140,8 @@ def _step_result(client: MlflowClient, name: str, runs: list[Run]) -> StepResult
     outcome = _outcome(client, run)
     status = str(info.status)
     error: MlfactorError | None = None
+    if status == RunStatus.RUNNING and not gone:
+        return StepResult(name, status, info.run_id, attempts=len(runs))
     if status == RunStatus.RUNNING:  # its process was killed before it could end the run
         status = RunStatus.KILLED
         client.set_terminated(info.run_id, status)
@@ -188,7 +194,7 @@ def run_pipeline_step(
     runs = step_runs(client, parent.experiment_id, pipeline_run_id)
     done: dict[str, StepResult] = {}
     for need in sorted(plan.graph.needs[step]):
-        result = _step_result(client, need, runs.get(need, []))
+        result = _step_result(client, need, runs.get(need, []), gone=False)
         if result.status != RunStatus.FINISHED:
             raise StepFailedError(
                 f"step {step!r} waits for step {need!r}, which has not finished in pipeline run "
@@ -241,7 +247,10 @@ def finish_pipeline_run(
     failures = [r.error for r in steps.values() if r.error is not None]
     missing = [name for name, r in steps.items() if r.status == NOT_STARTED]
     error: MlfactorError | None = failures[0] if failures else None
-    status = RunStatus.FAILED if error is not None else RunStatus.FINISHED
+    status = RunStatus.FINISHED
+    if error is not None:
+        signalled = int(error.exit_code) in {ExitCode.INTERRUPTED, ExitCode.TERMINATED}
+        status = RunStatus.KILLED if signalled else RunStatus.FAILED
     if error is None and missing:
         error = InterruptedRunError(
             f"pipeline run {pipeline_run_id} was finished before steps {', '.join(missing)} ran "
