@@ -184,7 +184,7 @@ def quality(port: int, env: dict[str, str]) -> dict[str, Any]:
     index = PassageIndex(passages, np.load(folder / "embeddings.npy"))
     queries = answerable(load_queries(), passages)
     served = post(port, [{"query": q.query, "k": MRR_DEPTH} for q in queries])["predictions"]
-    service = score_rankings(queries, [[Passage.from_dict(h) for h in row] for row in served])
+    service = score_rankings(queries, [[Passage.from_dict(h) for h in row["results"]] for row in served])
     reference = load_reference_encoder().encode([q.query for q in queries])
     exact = index.search(reference.vectors, [MRR_DEPTH] * len(queries))
     limit = score_rankings(queries, [[passages[h.index] for h in row] for row in exact])

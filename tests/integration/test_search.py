@@ -18,10 +18,13 @@ from urllib.parse import urlparse
 
 import pytest
 from conftest import store_environment
-from inprocess import InProcessService, start_in_process
+from inprocess import InProcessService, captured_events, start_in_process
 from mlflow.tracking import MlflowClient
 from pipeline_harness import PROJECT_DIR, Finished, run_mlfactor, write_pipeline
 
+from mlfactor.monitoring.drift import check_drift
+from mlfactor.monitoring.events import EventLine
+from mlfactor.monitoring.profile import TrainingProfile, download_profile
 from mlfactor.search.corpus import load_corpus
 from mlfactor.search.evaluate import answerable, load_queries
 
@@ -97,7 +100,9 @@ def test_a_question_gets_the_right_passage_first(search: SearchRun) -> None:
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["model"] == {"name": "docs-search", "version": "1"}
-    results = body["predictions"][0]
+    row = body["predictions"][0]
+    results = row["results"]
+    assert row["query_length"] == 55 and row["embedding_norm"] > 0
     assert len(results) == 5 and [r["rank"] for r in results] == [1, 2, 3, 4, 5]
     assert results[0]["source"] == "docs/deploy.md" and results[0]["heading"].endswith(
         "Roll forward, roll back"
@@ -111,7 +116,8 @@ def test_most_labelled_questions_get_a_right_passage_first(search: SearchRun) ->
     answer = predict(search.service, [{"query": q.query, "k": 1} for q in queries])
     assert answer.status_code == 200, answer.text
     first = [
-        (row[0]["source"], row[0]["heading"].rsplit(" > ", 1)[-1]) for row in answer.json()["predictions"]
+        (row["results"][0]["source"], row["results"][0]["heading"].rsplit(" > ", 1)[-1])
+        for row in answer.json()["predictions"]
     ]
     right = sum(found in q.relevant for q, found in zip(queries, first, strict=True))
     assert right / len(queries) >= 0.6, f"{right} of {len(queries)} right first"
@@ -121,7 +127,7 @@ def test_k_sets_the_number_of_results_per_row(search: SearchRun) -> None:
     """Rows with and without k in one request: each gets its own number of results."""
     answer = predict(search.service, [{"query": "scale the service", "k": 2}, {"query": "run an admin job"}])
     assert answer.status_code == 200, answer.text
-    assert [len(row) for row in answer.json()["predictions"]] == [2, 5]
+    assert [len(row["results"]) for row in answer.json()["predictions"]] == [2, 5]
 
 
 @pytest.mark.parametrize(
@@ -167,21 +173,23 @@ def test_concurrent_requests_are_answered_as_if_alone(search: SearchRun) -> None
     questions = [
         f"{topic} {i}" for i, topic in enumerate(["roll back", "gc old runs", "scale", "secret"] * 4)
     ]
-    alone = [predict(search.service, [{"query": q, "k": 3}]).json()["predictions"] for q in questions]
+    alone = [predict(search.service, [{"query": q, "k": 3}]).json()["predictions"][0] for q in questions]
 
     async def together() -> list[Any]:
         async with search.service.async_client() as client:
             answers = await asyncio.gather(
                 *(client.post("/predict", json={"records": [{"query": q, "k": 3}]}) for q in questions)
             )
-        return [a.json()["predictions"] for a in answers]
+        return [a.json()["predictions"][0] for a in answers]
 
     # Padding to the batch's longest query moves scores in the 7th digit, never the ranking.
     for batched, single in zip(asyncio.run(together()), alone, strict=True):
-        assert [(r["source"], r["heading"]) for r in batched[0]] == [
-            (r["source"], r["heading"]) for r in single[0]
+        assert [(r["source"], r["heading"]) for r in batched["results"]] == [
+            (r["source"], r["heading"]) for r in single["results"]
         ]
-        assert [r["score"] for r in batched[0]] == pytest.approx([r["score"] for r in single[0]], abs=1e-4)
+        scores = [r["score"] for r in single["results"]]
+        assert [r["score"] for r in batched["results"]] == pytest.approx(scores, abs=1e-4)
+        assert batched["embedding_norm"] == pytest.approx(single["embedding_norm"], abs=1e-3)
 
 
 REGISTER_SHUFFLED = """
@@ -223,3 +231,27 @@ def test_a_worse_version_is_evaluated_but_not_promoted(search: SearchRun, tmp_pa
     run_id = finished.summary["steps"]["evaluate"]["run_id"]
     metrics = search.client.get_run(run_id).data.metrics
     assert metrics["recall_at_5"] < metrics["champion_recall_at_5"] and metrics["promoted"] == 0
+
+
+def test_drift_on_query_length_and_embedding_norm(search: SearchRun) -> None:
+    """Logged queries like the labelled ones do not drift; long pasted logs drift on both features."""
+    extra = {"MLFACTOR_MODEL_NAME": "docs-search", "MLFACTOR_LOG_PREDICTIONS": "1"}
+    service = start_in_process(search.env, extra)
+    usual = [q.query for q in load_queries()]
+    pasted = [f"Traceback line {i}: " + " ".join(f"0x7f3a{j}" for j in range(60)) for i in range(40)]
+    expected = len(usual) + len(pasted)
+    with service.client() as client, captured_events() as events:
+        for query in [*usual, *pasted]:
+            assert client.post("/predict", json={"records": [{"query": query}]}).status_code == 200
+        events.wait_for("prediction", where=lambda _: len(events.named("prediction")) >= expected)
+    logged = events.named("prediction")
+    lines = [EventLine("served", i, {"event": "prediction", **fields}) for i, fields in enumerate(logged)]
+
+    def lookup(name: str, version: str) -> TrainingProfile:
+        return download_profile(search.client, name, version)
+
+    calm = check_drift(lines[: len(usual)], lookup=lookup).groups[0]
+    shifted = check_drift(lines[len(usual) :], lookup=lookup).groups[0]
+    assert {f.feature for f in calm.features} == {"query_length", "embedding_norm"}
+    assert not calm.drifted, calm
+    assert {f.feature for f in shifted.drifted} == {"query_length", "embedding_norm"}, shifted

@@ -151,14 +151,23 @@ class _Group:
         self.events = 0
         self.rows = 0
 
-    def add(self, rows: list[object]) -> None:
+    def add(self, rows: list[object], outputs: list[object]) -> None:
+        """Count one event: each feature from its input row, else from its output when that is a dict.
+
+        A model may report features of its own per row (a search model: query length and embedding
+        norm) in dict outputs; the profile then names them like input columns.
+        """
         self.events += 1
-        for row in rows:
+        for index, row in enumerate(rows):
             if not isinstance(row, dict):
                 continue
             self.rows += 1
+            output = outputs[index] if index < len(outputs) else None
             for name, acc in self.features.items():
-                acc.add(row.get(name))
+                value = row.get(name)
+                if value is None and isinstance(output, dict):
+                    value = output.get(name)
+                acc.add(value)
 
     def result(self, alpha: float) -> DriftGroup:
         per_test = alpha / max(1, len(self.features))  # Bonferroni: the verdict's false-alarm rate is alpha
@@ -222,6 +231,9 @@ def check_drift(
 ) -> DriftReport:
     """Compare the inputs of ``prediction`` events with ``profile`` (or each version's, via ``lookup``).
 
+    A profiled feature that is not an input column is read from the row's output when the model
+    answers a dict per row (features the model reports, e.g. a search model's embedding norm).
+
     Shadow predictions and feedback are ignored. Raises ValidationError when
     an event names no model version and neither ``profile`` nor ``lookup`` can
     place it, or when ``alpha`` is not in (0, 1).
@@ -247,7 +259,7 @@ def check_drift(
         if not rows:
             skipped += 1
             continue
-        group.add(rows)
+        group.add(rows, event_rows(data, "outputs"))
     return DriftReport([g.result(alpha) for g in groups.values()], alpha, skipped)
 
 

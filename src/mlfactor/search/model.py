@@ -4,8 +4,10 @@ Its artifacts hold everything it needs: the exported encoder
 (``encoder.onnx``), the tokenizer, the passages and their unit embeddings.
 Serving needs onnxruntime, tokenizers and numpy only, never torch.
 Input: a ``query`` string column and an optional ``k`` (results per query,
-:data:`DEFAULT_K` when absent). Output, per row: the ``k`` best passages, best
-first, each with rank, score, source file, heading and text.
+:data:`DEFAULT_K` when absent). Output, per row: ``results``, the ``k`` best
+passages, best first, each with rank, score, source file, heading and text;
+and ``query_length`` and ``embedding_norm``, which prediction events carry and
+``mlfactor monitor drift`` compares with the training profile.
 
 The MLmodel metadata tells the service two more things under ``mlfactor``:
 ``batching`` (each row is answered on its own, so concurrent requests may be
@@ -29,7 +31,7 @@ import pandas as pd
 from mlflow.pyfunc.model import PythonModel
 
 from mlfactor.search.corpus import Passage
-from mlfactor.search.encoder import OnnxEncoder
+from mlfactor.search.encoder import Embeddings, OnnxEncoder
 from mlfactor.search.index import PassageIndex
 
 DEFAULT_K = 5
@@ -80,13 +82,34 @@ class DocsSearchModel(PythonModel):
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
-    ) -> list[Any]:
-        """The best passages of every row of ``model_input`` (one list of results per row)."""
+    ) -> list[dict[str, Any]]:
+        """Per row of ``model_input``: its best passages and the features drift is checked on."""
         queries = [str(q) for q in model_input["query"].tolist()]
         embedded = self.encoder.encode(queries)
         hits = self.index.search(embedded.vectors, _k_values(model_input))
         passages = self.index.passages
-        return [[hit.describe(passages[hit.index]) for hit in row] for row in hits]
+        features = query_features(queries, embedded)
+        return [
+            {"results": [hit.describe(passages[hit.index]) for hit in row], **features[i]}
+            for i, row in enumerate(hits)
+        ]
+
+
+def query_features(queries: Sequence[str], embedded: Embeddings) -> list[dict[str, float]]:
+    """What ``mlfactor monitor drift`` checks per query: its length and its embedding's norm.
+
+    The length is in characters; the norm is the mean-pooled vector's before normalising, which
+    moves for queries unlike the corpus's language or topics.
+    """
+    return [
+        {"query_length": len(query), "embedding_norm": round(float(norm), 4)}
+        for query, norm in zip(queries, embedded.norms, strict=True)
+    ]
+
+
+def query_profile_frame(queries: Sequence[str], encoder: OnnxEncoder) -> pd.DataFrame:
+    """The training profile's frame: :func:`query_features` of the queries the model expects."""
+    return pd.DataFrame(query_features(queries, encoder.encode(queries)))
 
 
 def pip_requirements() -> list[str]:
