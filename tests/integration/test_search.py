@@ -255,3 +255,12 @@ def test_drift_on_query_length_and_embedding_norm(search: SearchRun) -> None:
     assert {f.feature for f in calm.features} == {"query_length", "embedding_norm"}
     assert not calm.drifted, calm
     assert {f.feature for f in shifted.drifted} == {"query_length", "embedding_norm"}, shifted
+
+
+def test_docs_json_shows_the_string_and_number_limits(search: SearchRun) -> None:
+    """The OpenAPI row schema carries query's length limits and k's range, as the 400s enforce them."""
+    with search.service.client() as client:
+        row = client.get("/docs.json").json()["components"]["schemas"]["Row"]
+    assert row["properties"]["query"] == {"type": "string", "minLength": 1, "maxLength": 1000}
+    assert row["properties"]["k"] == {"type": "integer", "minimum": 1, "maximum": 50}
+    assert row["required"] == ["query"]
