@@ -73,7 +73,7 @@ def held_then_released(
 
 def test_waiting_calls_share_one_model_call(pool: ThreadPoolExecutor) -> None:
     """Five calls queued behind a running one are answered by one model call, each with its own rows."""
-    model = RecordingModel({"max_batch_size": 64, "max_latency_ms": 5})
+    model = RecordingModel({"max_batch_size": 64, "max_latency_ms": 5, "workers": 1})
     predictor = batch_predictions(model)
     frames = [pd.DataFrame({"query": [f"q{i}", f"r{i}"]}) for i in range(5)]
     waiting = held_then_released(predictor, model, pool, frames)
@@ -82,9 +82,21 @@ def test_waiting_calls_share_one_model_call(pool: ThreadPoolExecutor) -> None:
     assert predictor.stats.calls == 6 and predictor.stats.batches == 2 and predictor.stats.largest == 5
 
 
+def test_a_second_worker_scores_while_the_first_batch_runs(pool: ThreadPoolExecutor) -> None:
+    """With two workers, calls arriving while a batch is held in the model are answered meanwhile."""
+    model = RecordingModel({"max_batch_size": 64, "max_latency_ms": 0, "workers": 2})
+    predictor = batch_predictions(model)
+    first = pool.submit(predictor.predict, pd.DataFrame({"query": ["first"]}))
+    assert model.entered.wait(timeout=30)
+    assert predictor.predict(pd.DataFrame({"query": ["second"]})) == ["SECOND"]
+    assert not first.done()
+    model.gate.set()
+    assert first.result(timeout=30) == ["FIRST"]
+
+
 def test_a_batch_never_exceeds_max_batch_size(pool: ThreadPoolExecutor) -> None:
     """With max_batch_size 4, four queued two-row calls take two model calls after the first."""
-    model = RecordingModel({"max_batch_size": 4, "max_latency_ms": 0})
+    model = RecordingModel({"max_batch_size": 4, "max_latency_ms": 0, "workers": 1})
     predictor = batch_predictions(model)
     frames = [pd.DataFrame({"query": ["a", "b"]}) for _ in range(4)]
     waiting = held_then_released(predictor, model, pool, frames)
@@ -94,7 +106,7 @@ def test_a_batch_never_exceeds_max_batch_size(pool: ThreadPoolExecutor) -> None:
 
 def test_a_failing_call_fails_alone(pool: ThreadPoolExecutor) -> None:
     """A batch that raises is retried call by call: only the caller with the bad row gets the error."""
-    model = RecordingModel({"max_batch_size": 64, "max_latency_ms": 0})
+    model = RecordingModel({"max_batch_size": 64, "max_latency_ms": 0, "workers": 1})
     predictor = batch_predictions(model)
     good, bad = held_then_released(
         predictor, model, pool, [pd.DataFrame({"query": ["fine"]}), pd.DataFrame({"query": ["boom"]})]
@@ -143,9 +155,12 @@ def test_models_that_do_not_opt_in_are_called_directly() -> None:
 @pytest.mark.parametrize(
     ("declared", "expected"),
     [
-        pytest.param({"max_batch_size": 8, "max_latency_ms": 2}, BatchPolicy(8, 2.0), id="declared"),
+        pytest.param(
+            {"max_batch_size": 8, "max_latency_ms": 2, "workers": 3}, BatchPolicy(8, 2.0, 3), id="declared"
+        ),
         pytest.param({}, BatchPolicy(), id="defaults"),
         pytest.param({"max_batch_size": 0}, None, id="zero-size"),
+        pytest.param({"workers": 0}, None, id="no-workers"),
         pytest.param("yes", None, id="not-a-mapping"),
     ],
 )

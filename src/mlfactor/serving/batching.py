@@ -6,16 +6,16 @@ wrapper has none (bentoml #4340). :class:`BatchingPredictor` wraps a loaded
 pyfunc with the same ``predict(frame, params=None)`` and ``metadata``:
 
 * a model opts in through its MLmodel metadata, ``mlfactor.batching:
-  {max_batch_size, max_latency_ms}``, which says its rows are answered
-  independently (true of a search model, not of a model that normalises per
-  call); other models are called directly, one call per request;
-* callers hand their frame to one worker thread and wait; the worker takes
-  every pending call (up to ``max_batch_size`` rows), concatenates them, calls
-  the model once and hands each caller its slice; the worker ends after
-  :data:`IDLE_SECONDS` without calls, so a swapped-out model holds no thread. A call arriving while the
-  worker is idle and the previous batch was a single call runs at once (no
-  added latency at concurrency 1); after a batch of several calls the worker
-  waits up to ``max_latency_ms`` for the batch to fill;
+  {max_batch_size, max_latency_ms, workers}``, which says its rows are
+  answered independently (true of a search model, not of a model that
+  normalises per call); other models are called directly, one call per request;
+* callers queue their frame and wait; a worker thread takes every pending call
+  (up to ``max_batch_size`` rows), concatenates them, calls the model once and
+  hands each caller its slice. ``workers`` (2) batches run at once, so one
+  batch's Python work overlaps another's model run. After a batch of one call
+  a worker does not wait (no added latency at concurrency 1); after a batch of
+  several it waits up to ``max_latency_ms`` for the next to fill. A worker ends
+  after :data:`IDLE_SECONDS` without calls, so a swapped-out model holds no thread;
 * a batch that fails is retried call by call, so one caller's bad rows never
   fail another's request;
 * rows whose optional columns are null are scored apart from rows that give
@@ -43,10 +43,15 @@ IDLE_SECONDS = 30.0  # a batcher thread without calls for this long ends (the ne
 
 @dataclass(frozen=True)
 class BatchPolicy:
-    """How a model may be batched: most rows per model call, longest wait for a batch to fill."""
+    """How a model may be batched: most rows per call, longest wait for a batch to fill, batches at once.
+
+    Two batches at once (``workers``) let one batch's Python work (tokenising, ranking, answers)
+    overlap the other's model run.
+    """
 
     max_batch_size: int = 64
     max_latency_ms: float = 5.0
+    workers: int = 2
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, Any] | None) -> BatchPolicy | None:
@@ -57,9 +62,12 @@ class BatchPolicy:
             return None
         size = declared.get("max_batch_size", cls.max_batch_size)
         wait = declared.get("max_latency_ms", cls.max_latency_ms)
+        workers = declared.get("workers", cls.workers)
         if not isinstance(size, int) or size < 1 or not isinstance(wait, int | float) or wait < 0:
             return None
-        return cls(size, float(wait))
+        if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+            return None
+        return cls(size, float(wait), workers)
 
 
 @dataclass
@@ -124,7 +132,7 @@ class BatchingPredictor:
         self.stats = BatchStats()
         self._pending: list[_Call] = []
         self._ready = threading.Condition()
-        self._worker: threading.Thread | None = None
+        self._workers: list[threading.Thread] = []
         self._last_batch_calls = 1
         self._columns = SignatureColumns.of(pyfunc)
 
@@ -148,7 +156,7 @@ class BatchingPredictor:
     def running(self) -> bool:
         """True while a batcher thread serves this model."""
         with self._ready:
-            return self._worker is not None
+            return bool(self._workers)
 
     def unwrap_python_model(self) -> Any:
         """The custom Python model inside the pyfunc (as MLflow's PyFuncModel gives it)."""
@@ -179,9 +187,11 @@ class BatchingPredictor:
     def _enqueue(self, call: _Call) -> None:
         with self._ready:
             self._pending.append(call)
-            if self._worker is None:
-                self._worker = threading.Thread(target=self._work, name="mlfactor-batcher", daemon=True)
-                self._worker.start()
+            assert self.policy is not None  # noqa: S101 - only batching predictors enqueue
+            if len(self._workers) < self.policy.workers:
+                worker = threading.Thread(target=self._work, name="mlfactor-batcher", daemon=True)
+                self._workers.append(worker)
+                worker.start()
             self._ready.notify()
 
     def _take(self) -> list[_Call]:
@@ -196,7 +206,7 @@ class BatchingPredictor:
             if not self._pending:
                 self._ready.wait_for(lambda: bool(self._pending), timeout=IDLE_SECONDS)
             if not self._pending:
-                self._worker = None
+                self._workers.remove(threading.current_thread())
                 return []
             if self._last_batch_calls > 1:  # under concurrency: let the batch fill a little
                 deadline = time.monotonic() + self.policy.max_latency_ms / 1000
