@@ -77,7 +77,7 @@ def _nudge(service: Server) -> int:
 def test_mlflow_s_own_webhook_moves_traffic_and_an_outage_stops_nothing(
     server: KillableServer, tmp_path: Path
 ) -> None:
-    """A promotion on mlflow server reaches the service by its webhook; with the server gone it serves on."""
+    """A promotion reaches both workers through one webhook delivery; with the server gone they serve on."""
     from mlflow.entities.webhook import WebhookEvent
 
     server.ensure_running()
@@ -89,7 +89,7 @@ def test_mlflow_s_own_webhook_moves_traffic_and_an_outage_stops_nothing(
     service = start_service(
         env,
         tmp_path / "service",
-        extra={"MLFACTOR_FOLLOW_INTERVAL": "600", "MLFACTOR_WEBHOOK_SECRET": SECRET},
+        extra={"MLFACTOR_FOLLOW_INTERVAL": "600", "MLFACTOR_WEBHOOK_SECRET": SECRET, "MLFACTOR_WORKERS": "2"},
     )
     try:
         client.create_webhook(
@@ -97,6 +97,11 @@ def test_mlflow_s_own_webhook_moves_traffic_and_an_outage_stops_nothing(
             url=f"{service.url}/hooks/mlflow",
             events=[WebhookEvent("model_version_alias", "created")],
             secret=SECRET,
+        )
+        wait_until(  # /readyz answered for one worker; the other may still be loading
+            lambda: len(service.events("follow_started")) == 2,
+            timeout=120,
+            what="both workers did not start following",
         )
         assert _version(service) == first.version
         set_alias(client, "iris-classifier", "champion", second.version)
@@ -108,7 +113,13 @@ def test_mlflow_s_own_webhook_moves_traffic_and_an_outage_stops_nothing(
         )
         hooks = [e for e in service.events("webhook_received") if e.get("delivery_id") != "test-nudge"]
         assert hooks and hooks[0]["checking"] is True and hooks[0]["version"] == second.version
-        assert service.events("model_swapped")[0]["to_version"] == second.version
+        # the delivery reached one worker; the other followed through the service's shared folder
+        swaps = wait_until(
+            lambda: len(service.events("model_swapped")) == 2 and service.events("model_swapped"),
+            timeout=60,
+            what="both workers did not swap",
+        )
+        assert {e["to_version"] for e in swaps} == {second.version} and len({e["pid"] for e in swaps}) == 2
 
         server.kill()
         assert _nudge(service) == 200
@@ -127,6 +138,7 @@ def test_mlflow_s_own_webhook_moves_traffic_and_an_outage_stops_nothing(
             timeout=60,
             what="no follow_check_recovered after the registry came back",
         )
-        assert len(service.events("follow_check_failed")) == 1  # one line per outage, not per check
+        failed = [e["pid"] for e in service.events("follow_check_failed")]
+        assert len(failed) == len(set(failed))  # one line per outage and worker, not one per check
     finally:
         service.stop()

@@ -111,7 +111,8 @@ def release_config(settings: Settings) -> tuple[dict[str, Any], list[str]]:
         if name in _NOT_CONFIG:
             continue
         if is_secret_name(name):
-            excluded.append(name)
+            if value is not None:  # an unset secret is nothing the release must be given
+                excluded.append(name)
             continue
         config[name] = value  # URI passwords are already masked by dump()
     for name in sorted(settings.environ):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -144,7 +145,15 @@ class AliasFollower:
         return any(f.name == name and f.alias == alias for f in self.followed)
 
     def start(self) -> None:
-        """Check every ``interval`` seconds (or at once when nudged) in a daemon thread."""
+        """Check now, then every ``interval`` seconds (or at once when nudged) in a daemon thread.
+
+        The first check catches a move made while this worker was loading (a
+        webhook delivered to another worker meanwhile included).
+        """
+        try:
+            self.check()
+        except Exception as exc:  # noqa: BLE001 - as in the thread: the follower outlives surprises
+            event(logger, "follow_check_failed", level=logging.ERROR, error=_reason(exc), pid=os.getpid())
         self._thread = threading.Thread(target=self._run, name="mlfactor-follow", daemon=True)
         self._thread.start()
 
@@ -157,10 +166,10 @@ class AliasFollower:
 
     def nudge(self) -> None:
         """Check at once, here and in every other worker of the service."""
-        self._wake.set()
-        if self._shared is not None:
+        if self._shared is not None:  # first the file, so this worker sees both in one wake-up
             with contextlib.suppress(OSError):
                 (self._shared / NUDGE_FILE).write_text(str(time.time_ns()), encoding="utf-8")
+        self._wake.set()
 
     def _nudge_mtime(self) -> int:
         if self._shared is None:
@@ -294,6 +303,7 @@ class AliasFollower:
             variants=list(followed.variants),
             warmed=warmed,
             elapsed_s=elapsed,
+            pid=os.getpid(),
         )
         return Swap(followed.alias, before, model.version, swapped=True)
 
@@ -306,12 +316,13 @@ class AliasFollower:
                 level=logging.WARNING,
                 error=reason,
                 message="the registry did not answer; the served versions keep serving",
+                pid=os.getpid(),
             )
         self._outage = reason
 
     def _registry_up(self) -> None:
         if self._outage is not None:
-            event(logger, "follow_check_recovered", after_error=self._outage)
+            event(logger, "follow_check_recovered", after_error=self._outage, pid=os.getpid())
             self._outage = None
 
 
