@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -28,6 +28,14 @@ class Embeddings:
 
     vectors: np.ndarray  # float32, shape (texts, dimensions), each row of norm 1
     norms: np.ndarray  # float32, shape (texts,): the mean-pooled vector's norm
+
+
+class TextEncoder(Protocol):
+    """Anything that embeds texts as unit vectors (the ONNX encoder, the torch reference)."""
+
+    def encode(self, texts: Sequence[str]) -> Embeddings:
+        """Unit embeddings of ``texts``."""
+        ...
 
 
 def mean_pool(hidden: np.ndarray, mask: np.ndarray) -> Embeddings:

