@@ -119,7 +119,7 @@ K8S_OUT ?= build/k8s
 manifests: $(STAMP) ## Render Kubernetes manifests of RELEASE (current) into K8S_OUT (build/k8s); see docs/deploy.md
 	$(BIN)/mlfactor deploy render $(RELEASE) --out $(K8S_OUT)
 
-lock: ## Re-resolve both locks from pyproject.toml with uv: lock.txt (dev, make install) and runtime.txt (the Bento)
+lock: ## Re-resolve the uv locks: lock.txt (dev, make install), runtime.txt (the Bento), airflow.txt (.venv-airflow)
 	@test -x $(UV) || { $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"; }
 	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o $(LOCK)
 	$(UV) pip compile pyproject.toml --python-version 3.11 --generate-hashes --constraint $(LOCK) -o $(RUNTIME_LOCK)
