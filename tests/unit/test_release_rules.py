@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from mlfactor.registry import ResolvedModel
-from mlfactor.release.build import inputs_hash, merged_bentofile, model_tag_for, tag_part
+from mlfactor.release.build import (
+    inputs_hash,
+    merged_bentofile,
+    model_tag_for,
+    tag_part,
+    with_combined_requirements,
+)
 from mlfactor.release.records import config_hash, release_config
 from mlfactor.settings import load_settings
 
@@ -74,6 +80,28 @@ def test_model_requirements_are_added_only_when_not_pinned(tmp_path: Path) -> No
     config = {"service": "s:S", "python": {"requirements_txt": "lock.txt"}}
     merged = _merge(config, ["scikit-learn==1.9.0", "skops==0.13", "numpy==2.0"], tmp_path)
     assert merged["python"] == {"requirements_txt": "lock.txt", "packages": ["skops==0.13"]}
+
+
+def test_extra_model_packages_install_from_one_file_with_the_lock_pins(tmp_path: Path) -> None:
+    """A lock plus extra packages gives one file: the lock's pins, hashes dropped, then the extras."""
+    (tmp_path / "lock.txt").write_text(
+        "# comment\nscikit-learn==1.9.0 \\\n    --hash=sha256:00\nnumpy==2.0 ; python_version >= '3.11'\n",
+        encoding="utf-8",
+    )
+    merged = _merge(
+        {"service": "s:S", "python": {"requirements_txt": "lock.txt"}}, ["onnxruntime==1.32.0"], tmp_path
+    )
+    built = with_combined_requirements(merged, tmp_path)
+    assert built["python"] == {"requirements_txt": "build/bento-requirements.txt"}
+    lines = (tmp_path / "build" / "bento-requirements.txt").read_text(encoding="utf-8").splitlines()
+    assert lines[1:] == [
+        "scikit-learn==1.9.0",
+        "numpy==2.0 ; python_version >= '3.11'",
+        "onnxruntime==1.32.0",
+    ]
+    assert with_combined_requirements(_merge({"service": "s:S"}, [], tmp_path), tmp_path) == _merge(
+        {"service": "s:S"}, [], tmp_path
+    )
 
 
 def test_inputs_hash_follows_included_files(tmp_path: Path) -> None:

@@ -46,6 +46,7 @@ from mlfactor.version import mlfactor_version
 logger = get_logger(__name__)
 
 BENTOFILE = "bentofile.yaml"
+COMBINED_REQUIREMENTS = "build/bento-requirements.txt"  # relative: BentoML refuses absolute paths
 BENTO_MODEL_ENV = "MLFACTOR_BENTO_MODEL"
 MLFLOW_FOLDER = "mlflow_model"
 _TAG_PART = re.compile(r"[^a-z0-9._-]+")
@@ -157,6 +158,41 @@ def merged_bentofile(
         python["packages"] = [*(python.get("packages") or []), *extra]
         merged["python"] = python
     return merged
+
+
+def combined_requirements(locked: str, extra: list[str]) -> str:
+    """The pins of a hashed lock without their hashes, then ``extra`` (the model's own requirements).
+
+    pip refuses to mix hashed and unhashed requirements, and BentoML ignores
+    ``python.packages`` when ``requirements_txt`` is set; so a model that needs
+    packages the lock does not pin is installed from this one file: the lock's
+    exact versions (without hash checking) plus the model's pins.
+    """
+    pins = []
+    for line in locked.splitlines():
+        text = line.split("#", 1)[0].strip().removesuffix("\\").strip()
+        if text and not text.startswith("-"):
+            pins.append(text)
+    head = "# written by mlfactor build: the runtime lock's pins (hashes dropped), then the model's own"
+    return "\n".join([head, *pins, *extra]) + "\n"
+
+
+def with_combined_requirements(merged: dict[str, Any], project_dir: Path) -> dict[str, Any]:
+    """``merged`` installing from one requirements file when it has both a lock and extra packages.
+
+    The file is written to ``build/`` in the project (the build context, git-ignored);
+    without extra packages ``merged`` is returned as it is.
+    """
+    python = dict(merged.get("python") or {})
+    locked, extra = python.get("requirements_txt"), list(python.get("packages") or [])
+    if not locked or not extra:
+        return merged
+    target = project_dir / COMBINED_REQUIREMENTS
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(combined_requirements((project_dir / locked).read_text(encoding="utf-8"), extra))
+    python.pop("packages")
+    python["requirements_txt"] = COMBINED_REQUIREMENTS
+    return {**merged, "python": python}
 
 
 def source_fingerprint(merged: dict[str, Any], project_dir: Path) -> str:
@@ -320,6 +356,8 @@ def _build_in_store(settings: Settings, config: dict[str, Any], resolved: Resolv
     except NotFound:
         pass
     event(logger, "bento_build_started", bento_tag=bento_tag, model_tag=model_tag, model_uri=resolved.uri)
-    built_tag = _run_bentoml_build(settings, merged, version)
+    built_tag = _run_bentoml_build(
+        settings, with_combined_requirements(merged, settings.project_dir), version
+    )
     event(logger, "bento_built", bento_tag=built_tag, model_tag=model_tag, model_version=resolved.version)
     return BuildResult(**{**result.to_dict(), "bento_tag": built_tag, "built": True})
