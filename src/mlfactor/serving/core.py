@@ -26,7 +26,7 @@ from mlfactor.log import event, get_logger
 from mlfactor.monitoring.feedback import read_feedback
 from mlfactor.serving import openapi
 from mlfactor.serving.batching import scores_in_thread
-from mlfactor.serving.hooks import HookRejectedError, alias_event, verify_delivery
+from mlfactor.serving.hooks import answer_delivery
 from mlfactor.serving.messages import (
     AfterResponse,
     HttpRequest,
@@ -127,39 +127,7 @@ class ServingCore:
 
     def mlflow_hook(self, request: HttpRequest, ctx: RequestContext) -> HttpResponse:
         """POST /hooks/mlflow: a signed MLflow alias event makes the follower check at once."""
-        secret = self.settings.webhook_secret
-        if not secret:
-            message = "webhooks are off: set MLFACTOR_WEBHOOK_SECRET (and MLFACTOR_FOLLOW_INTERVAL)"
-            return error_response(404, "NOT_FOUND", message, ctx)
-        try:
-            delivery = verify_delivery(secret, request.headers, request.body, time.time())
-        except HookRejectedError as exc:
-            event(
-                logger, "webhook_rejected", level=logging.WARNING, request_id=ctx.request_id, reason=str(exc)
-            )
-            return error_response(401, "UNAUTHENTICATED", str(exc), ctx)
-        except RequestError as exc:
-            return json_response({**exc.body(), **ctx.fields()}, exc.status)
-        alias = alias_event(delivery)
-        follower = self.state.follower
-        acted = alias is not None and follower is not None and follower.follows(alias.name, alias.alias)
-        event(
-            logger,
-            "webhook_received",
-            delivery_id=delivery.delivery_id[:64],
-            entity=delivery.entity[:64],
-            action=delivery.action[:64],
-            model_name=alias.name[:200] if alias else None,
-            alias=alias.alias[:200] if alias else None,
-            version=alias.version[:20] if alias and alias.version else None,
-            checking=acted,
-        )
-        if acted and follower is not None:
-            follower.nudge()
-        reason = "checking the registry now" if acted else "not an alias this service follows"
-        return json_response(
-            {"accepted": True, "checking": acted, "reason": reason, "request_id": ctx.request_id}
-        )
+        return answer_delivery(self.settings.webhook_secret, self.state.follower, request, ctx, time.time())
 
     # ---- scoring -------------------------------------------------------------------------------
 

@@ -6,7 +6,8 @@ over ``"{delivery id}.{timestamp}.{body}"``, with the id and the Unix timestamp
 in ``X-MLflow-Delivery-Id`` and ``X-MLflow-Timestamp``. :func:`verify_delivery`
 checks all three (a timestamp older than :data:`MAX_AGE_SECONDS` is a replay)
 before anything in the body is trusted; :func:`alias_event` reads a
-``model_version_alias`` created or deleted event out of a verified delivery.
+``model_version_alias`` created or deleted event out of a verified delivery;
+:func:`answer_delivery` is the whole of ``POST /hooks/mlflow``.
 """
 
 from __future__ import annotations
@@ -15,10 +16,19 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from mlfactor.log import event, get_logger
+from mlfactor.serving.messages import HttpRequest, HttpResponse, RequestContext, error_response, json_response
 from mlfactor.serving.request_error import RequestError
+
+if TYPE_CHECKING:
+    from mlfactor.serving.follow import AliasFollower
+
+logger = get_logger("mlfactor.serving")
 
 SIGNATURE_HEADER = "x-mlflow-signature"
 TIMESTAMP_HEADER = "x-mlflow-timestamp"
@@ -124,3 +134,38 @@ def alias_event(delivery: Delivery) -> AliasEvent | None:
     if not isinstance(name, str) or not isinstance(alias, str):
         return None
     return AliasEvent(name, alias, delivery.action, None if version is None else str(version))
+
+
+def answer_delivery(
+    secret: str | None, follower: AliasFollower | None, request: HttpRequest, ctx: RequestContext, now: float
+) -> HttpResponse:
+    """Answer one delivery: 404 when webhooks are off, 401 unless signed, else nudge ``follower``."""
+    if not secret:
+        message = "webhooks are off: set MLFACTOR_WEBHOOK_SECRET (and MLFACTOR_FOLLOW_INTERVAL)"
+        return error_response(404, "NOT_FOUND", message, ctx)
+    try:
+        delivery = verify_delivery(secret, request.headers, request.body, now)
+    except HookRejectedError as exc:
+        event(logger, "webhook_rejected", level=logging.WARNING, request_id=ctx.request_id, reason=str(exc))
+        return error_response(401, "UNAUTHENTICATED", str(exc), ctx)
+    except RequestError as exc:
+        return json_response({**exc.body(), **ctx.fields()}, exc.status)
+    alias = alias_event(delivery)
+    acted = alias is not None and follower is not None and follower.follows(alias.name, alias.alias)
+    event(
+        logger,
+        "webhook_received",
+        delivery_id=delivery.delivery_id[:64],
+        entity=delivery.entity[:64],
+        action=delivery.action[:64],
+        model_name=alias.name[:200] if alias else None,
+        alias=alias.alias[:200] if alias else None,
+        version=alias.version[:20] if alias and alias.version else None,
+        checking=acted,
+    )
+    if acted and follower is not None:
+        follower.nudge()
+    reason = "checking the registry now" if acted else "not an alias this service follows"
+    return json_response(
+        {"accepted": True, "checking": acted, "reason": reason, "request_id": ctx.request_id}
+    )
