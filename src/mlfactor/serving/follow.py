@@ -192,7 +192,7 @@ class AliasFollower:
             try:
                 self.check()
             except Exception as exc:  # noqa: BLE001 - the follower must outlive any surprise
-                event(logger, "follow_check_failed", level=logging.ERROR, error=_reason(exc))
+                event(logger, "follow_check_failed", level=logging.ERROR, error=_reason(exc), pid=os.getpid())
             due = time.monotonic() + self.interval
 
     def check(self) -> list[Swap]:
