@@ -16,7 +16,10 @@ Targets: ``mlflow`` (``mlflow models serve``), ``minimal`` (benchmarks/minimal_b
 (``mlfactor serve`` with the model packed in the BentoML store, as a built Bento
 runs), ``mlfactor-2w`` (registry, ``MLFACTOR_WORKERS=2``).
 
-Usage: python benchmarks/bench_serve.py [--duration 6] [--rounds 2] [--targets ...] [--out FILE]
+Then the swap scenario (benchmarks/swap_scenario.py): load while the alias moves, by polling and by webhook.
+
+Usage: python benchmarks/bench_serve.py [--duration 6] [--rounds 2] [--targets ...] [--follow-interval 2]
+    [--out FILE]
 """
 
 from __future__ import annotations

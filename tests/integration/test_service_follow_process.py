@@ -103,6 +103,8 @@ def test_mlflow_s_own_webhook_moves_traffic_and_an_outage_stops_nothing(
             timeout=120,
             what="both workers did not start following",
         )
+        # the supervisor resolved the alias at launch; neither worker started a resolver of its own
+        assert [e["resolved_at_launch"] for e in service.events("model_resolved")] == [True, True]
         assert _version(service) == first.version
         set_alias(client, "iris-classifier", "champion", second.version)
         wait_until(

@@ -249,17 +249,24 @@ def load_from_registry(
     if prefetched is not None:
         _warm_imports()
         answer = read_prefetched(prefetched, list(uris), timeout=max(60.0, settings.registry_wait))
+    at_launch = answer is not None
     if answer is None:
         answer = _resolve_in_child(settings, uris)
     answer.raise_failure()
-    return {found.uri: load_resolved(found, settings.environ) for found in answer.models}
+    return {found.uri: load_resolved(found, settings.environ, at_launch=at_launch) for found in answer.models}
 
 
-def load_resolved(found: ResolvedFiles, environ: Mapping[str, str]) -> ServedModel:
-    """Load a resolved and downloaded registry version (logs ``model_resolved``)."""
+def load_resolved(
+    found: ResolvedFiles, environ: Mapping[str, str], *, at_launch: bool = False
+) -> ServedModel:
+    """Load a resolved and downloaded registry version (logs ``model_resolved``).
+
+    ``at_launch``: resolved by the resolver started at launch, not by this worker.
+    """
     event(
         logger,
         "model_resolved",
+        resolved_at_launch=at_launch,
         uri=found.uri,
         model_name=found.name,
         model_version=found.version,
