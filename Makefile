@@ -28,10 +28,12 @@ help: ## List the targets (coloured only on a terminal, and never with NO_COLOR 
 	@if [ -t 1 ] && [ -z "$$NO_COLOR" ]; then on='\033[36m'; off='\033[0m'; else on=''; off=''; fi; \
 	awk -v on="$$on" -v off="$$off" 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %s%-16s%s %s\n", on, $$1, off, $$2}' $(MAKEFILE_LIST)
 
+# --compile-bytecode: uv writes no .pyc by default, so the first run on a fresh clone (CI's only run)
+# would have every process compile mlflow, scikit-learn and BentoML for itself, at once.
 $(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@test -x $(UV) || $(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"
-	$(UV) pip sync --python $(BIN)/python $(LOCK)
+	$(UV) pip sync --compile-bytecode --python $(BIN)/python $(LOCK)
 	$(UV) pip install --python $(BIN)/python --no-deps -e .
 	@touch $(STAMP)
 
@@ -40,7 +42,7 @@ install: $(STAMP) ## Create .venv and install the pinned dependencies and mlfact
 # Airflow pins packages mlflow's do not allow: the DAG tests import rendered DAGs in a venv of its own.
 $(AIRFLOW_STAMP): $(AIRFLOW_LOCK) | $(STAMP)
 	$(UV) venv --quiet --allow-existing --python $(BIN)/python $(AIRFLOW_VENV)
-	$(UV) pip sync --quiet --python $(AIRFLOW_VENV)/bin/python $(AIRFLOW_LOCK)
+	$(UV) pip sync --quiet --compile-bytecode --python $(AIRFLOW_VENV)/bin/python $(AIRFLOW_LOCK)
 	@touch $(AIRFLOW_STAMP)
 
 airflow: $(AIRFLOW_STAMP) ## Create .venv-airflow (Airflow + its Kubernetes provider) for the rendered-DAG tests
