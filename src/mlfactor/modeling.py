@@ -44,9 +44,10 @@ def trusted_types(estimator: Any) -> list[str]:
     We trained this estimator in this process, so its own types are trusted;
     anything else a file might contain is still refused at load time.
     """
-    import skops.io
+    from mlfactor.skops_io import skops_io
 
-    return sorted(skops.io.get_untrusted_types(data=skops.io.dumps(estimator)))
+    sio = skops_io()  # MLflow's own `import skops.io` in log_model then finds it loaded
+    return sorted(sio.get_untrusted_types(data=sio.dumps(estimator)))
 
 
 def log_sklearn_model(

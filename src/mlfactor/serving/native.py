@@ -80,9 +80,9 @@ def load_sklearn(path: Path, mlmodel: Mapping[str, Any], environ: Mapping[str, s
     file = path / flavor["pickled_model"]
     form = flavor.get("serialization_format", PICKLE)
     if form == SKOPS:
-        import skops.io  # imported only for skops models
+        from mlfactor.skops_io import skops_io  # imported only for skops models
 
-        return skops.io.load(file, trusted=flavor.get("skops_trusted_types"))
+        return skops_io().load(file, trusted=flavor.get("skops_trusted_types"))
     if form == CLOUDPICKLE:
         import cloudpickle
 
