@@ -45,6 +45,7 @@ from mlfactor.serving.protocol import Row
 from mlfactor.serving.resolve import ResolvedFiles, ResolverAnswer
 from mlfactor.serving.schema import InputSchema
 from mlfactor.settings import Settings
+from mlfactor.skops_io import skops_io
 
 logger = get_logger(__name__)
 T = TypeVar("T")
@@ -210,9 +211,11 @@ def _choose_native_path(served: ServedModel, example: list[Row] | None) -> str:
 
 def _warm_imports() -> None:
     """Import what unpickling a scikit-learn model needs, while the resolver imports MLflow."""
-    for module in ("numpy", "pandas", "sklearn.base", "skops.io"):
+    for module in ("numpy", "pandas", "sklearn.base"):
         with contextlib.suppress(ImportError):
             importlib.import_module(module)
+    with contextlib.suppress(ImportError):
+        skops_io()
 
 
 def resolver_command(settings: Settings) -> tuple[list[str], dict[str, str]]:
