@@ -40,7 +40,7 @@ COMMANDS: dict[str, CommandEntry] = {
     "ui": CommandEntry("mlfactor.cli.ui_cmd:ui", "Open the MLflow UI on the configured tracking store."),
     "run": CommandEntry("mlfactor.cli.pipeline_cmd:run", "Run the pipeline file PIPELINE, or a sweep of it."),
     "validate": CommandEntry(
-        "mlfactor.cli.pipeline_cmd:validate", "Check pipeline files without running anything."
+        "mlfactor.cli.validate_cmd:validate", "Check pipeline files without running anything."
     ),
     "promote": CommandEntry(
         "mlfactor.cli.registry_cmd:promote", "Point ALIAS of registered MODEL at VERSION and record the move."

@@ -1,4 +1,4 @@
-"""``mlfactor run`` and ``mlfactor validate``: run or check pipeline files.
+"""``mlfactor run``: run a pipeline file, a sweep of it, or one process of a step-by-step run.
 
 ``run`` is one pipeline run, or with ``--sweep`` a grid of them: all points
 (``run_sweep``), one point (``--sweep-index``, the Kubernetes Indexed Job's
@@ -7,7 +7,6 @@ pod) or the Job itself (``--render-k8s``). Each mode is one library call.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,7 +15,8 @@ import click
 
 from mlfactor.cli.common import start
 from mlfactor.cli.output import emit_json, render_table
-from mlfactor.errors import ExitCode, MlfactorError, exit_codes_help
+from mlfactor.cli.step_mode import check_step_mode, run_step_mode
+from mlfactor.errors import ExitCode, exit_codes_help
 
 E = ExitCode
 RUN_EXIT_CODES = exit_codes_help(
@@ -32,18 +32,6 @@ RUN_EXIT_CODES = exit_codes_help(
     E.INTERRUPTED,
     E.TERMINATED,
     said={E.INVALID_INPUT: "invalid pipeline or parameters", E.NOT_FOUND: "file not found"},
-)
-VALIDATE_EXIT_CODES = exit_codes_help(
-    E.OK,
-    E.USAGE,
-    E.INVALID_INPUT,
-    E.NOT_FOUND,
-    E.CONFIG,
-    said={
-        E.OK: "every file is valid",
-        E.INVALID_INPUT: "a file has a problem",
-        E.NOT_FOUND: "a file does not exist",
-    },
 )
 
 
@@ -149,7 +137,7 @@ def run(  # noqa: PLR0917 - click passes every option positionally
     from mlfactor.pipeline.sweep import sweep_id as derive_sweep_id
 
     if open_run or step is not None or finish_run:
-        _check_step_mode(open_run, step, finish_run, pipeline_run_id, run_id_file, parameters)
+        check_step_mode(open_run, step, finish_run, pipeline_run_id, run_id_file, parameters)
         if sweeps and (not open_run or sweep_index is None or render_k8s is not None):
             raise click.UsageError(
                 "with --open-run, --sweep needs --sweep-index (the point this run is); --step and "
@@ -162,8 +150,8 @@ def run(  # noqa: PLR0917 - click passes every option positionally
             assert sweep_index is not None  # noqa: S101 - checked above
             overrides += as_overrides(point(parse_axes(sweeps), sweep_index))
             run_tags = point_tags(identifier_for(pipeline, sweeps, sweep_id), sweep_index)
-        return _run_step_mode(pipeline, overrides, run_tags, step, pipeline_run_id, run_id_file, output_dir,
-                              progress)  # fmt: skip
+        return run_step_mode(pipeline, overrides, run_tags, step, pipeline_run_id, run_id_file, output_dir,
+                             progress)  # fmt: skip
     if pipeline_run_id is not None or run_id_file is not None:
         raise click.UsageError(
             "--pipeline-run-id and --run-id-file go with --open-run, --step or --finish-run."
@@ -242,71 +230,11 @@ def run(  # noqa: PLR0917 - click passes every option positionally
     return result.exit_code
 
 
-def _check_step_mode(  # noqa: PLR0917 - the options of one command
-    open_run: bool,
-    step: str | None,
-    finish_run: bool,
-    pipeline_run_id: str | None,
-    run_id_file: Path | None,
-    parameters: Sequence[str],
-) -> None:
-    """Refuse option combinations of the step-by-step modes that cannot mean anything."""
-    if open_run + (step is not None) + finish_run > 1:
-        raise click.UsageError("--open-run, --step and --finish-run are separate processes: give one.")
-    if not open_run and pipeline_run_id is None:
-        raise click.UsageError("--step and --finish-run need --pipeline-run-id (the id --open-run printed).")
-    if open_run and pipeline_run_id is not None:
-        raise click.UsageError("--open-run creates the pipeline run; it takes no --pipeline-run-id.")
-    if not open_run and (parameters or run_id_file is not None):
-        raise click.UsageError(
-            "-p and --run-id-file go with --open-run: a step takes the parameters its pipeline run recorded."
-        )
-
-
 def identifier_for(pipeline: Path, sweeps: Sequence[str], given: str | None) -> str:
     """The sweep id: ``--sweep-id``, else derived from the file and the grid."""
     from mlfactor.pipeline.sweep import sweep_id as derive_sweep_id
 
     return given or derive_sweep_id(pipeline, sweeps)
-
-
-def _run_step_mode(  # noqa: PLR0917 - the options of one command
-    pipeline: Path,
-    parameters: Sequence[str],
-    run_tags: dict[str, str],
-    step: str | None,
-    pipeline_run_id: str | None,
-    run_id_file: Path | None,
-    output_dir: Path | None,
-    progress: bool | None,
-) -> int:
-    """One process of a pipeline run step by step: open it (no run id yet), run one step, or finish it."""
-    from mlfactor.pipeline import distributed
-    from mlfactor.pipeline.plan import make_plan
-    from mlfactor.pipeline.progress import make_progress
-
-    settings = start()
-    # Steps read their parameters and earlier outputs as artifacts: MLflow's download bars would
-    # garble the task's log (stderr), as `mlfactor reproduce` found.
-    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
-    plan = make_plan(pipeline, parameters)
-    if step is None and pipeline_run_id is None:
-        opened = distributed.open_pipeline_run(plan, settings, output_dir=output_dir, tags=run_tags)
-        if run_id_file is not None:
-            distributed.write_run_id(run_id_file, opened.run_id)
-        emit_json(opened.summary())
-        return 0
-    assert pipeline_run_id is not None  # noqa: S101 - checked by _check_step_mode
-    if step is not None:
-        result = distributed.run_pipeline_step(
-            plan, settings, step, pipeline_run_id, output_dir=output_dir, progress=make_progress(progress)
-        )
-    else:
-        result = distributed.finish_pipeline_run(plan, settings, pipeline_run_id)
-    emit_json(result.summary())
-    if result.error is not None:
-        click.echo(f"Error: {result.error}", err=True)
-    return result.exit_code
 
 
 def _point_command(
@@ -318,43 +246,3 @@ def _point_command(
     base += [arg for value in parameters for arg in ("-p", value)]
     base += ["--output-dir", str(output_dir)] if output_dir else []
     return lambda index: [*base, "--sweep-index", str(index)]
-
-
-@click.command("validate", epilog=VALIDATE_EXIT_CODES)
-@click.argument("pipelines", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "-p",
-    "--parameter",
-    "parameters",
-    multiple=True,
-    metavar="STEP.NAME=VALUE",
-    help="Check these overrides too (as `mlfactor run -p`).",
-)
-def validate(pipelines: tuple[Path, ...], parameters: tuple[str, ...]) -> int:
-    """Check pipeline files without running anything.
-
-    Checks each file's structure, its step graph and every notebook parameter
-    (no kernel starts, no store is reached). Prints one JSON line per file.
-    """
-    from mlfactor.pipeline.plan import make_plan
-
-    start()
-    worst = 0
-    for path in pipelines:
-        try:
-            plan = make_plan(path, parameters)
-        except MlfactorError as exc:
-            problems = getattr(exc, "problems", [str(exc)])
-            emit_json({"pipeline": str(path), "valid": False, "problems": problems})
-            click.echo(f"Error: {exc}", err=True)
-            worst = worst or int(exc.exit_code)
-            continue
-        emit_json(
-            {
-                "pipeline": str(path),
-                "valid": True,
-                "steps": plan.spec.step_names,
-                "parameters": {k: dict(v) for k, v in plan.parameters.items()},
-            }
-        )
-    return worst
