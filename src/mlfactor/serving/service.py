@@ -28,6 +28,7 @@ from mlfactor.errors import BackingServiceError, ConfigError, MlfactorError
 from mlfactor.log import configure_logging, event, get_logger, log_error
 from mlfactor.serving.asgi import ServingApp
 from mlfactor.serving.bento import with_packed_defaults
+from mlfactor.serving.bentoml_timeout import cancel_timeout_timers
 from mlfactor.serving.core import ServingCore
 from mlfactor.serving.launcher import check_port
 from mlfactor.serving.metrics import use_own_multiprocess_dir
@@ -98,6 +99,8 @@ if server_context.worker_index is None:  # the supervisor (or `bentoml build`), 
         # The workers inherit this environment (circus copies it): they read the models resolved
         # meanwhile instead of starting a resolver once BentoML has started them.
         os.environ.update(prefetch_served_models(SETTINGS))
+else:
+    cancel_timeout_timers()  # before BentoML builds this worker's app around the service
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
