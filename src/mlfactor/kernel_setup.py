@@ -11,6 +11,8 @@ extension is small and imports neither MLflow nor matplotlib:
   with a one-line note in the notebook: MLflow refuses to attach
   ``start_run()`` to the step's run (``MLFLOW_RUN_ID``) from another
   experiment, and plain notebooks call it in their first cell;
+* scikit-learn's estimator walk (skops's trusted types, MLflow's autolog)
+  leaves torch unimported (:mod:`mlfactor.skops_io`);
 * tqdm's "IProgress not found" warning (MLflow imports ``tqdm.auto``; there
   are no widgets in an executed notebook) is not printed into the notebook;
 * matplotlib figures render inline, also a ``Figure`` made without pyplot and
@@ -81,16 +83,18 @@ def pin_experiment(experiment_id: str, name: str) -> None:
 
 
 def load_ipython_extension(shell: Any) -> None:
-    """Remember the kernel's secrets, guard MLflow writes, silence tqdm's widget warning, render figures."""
+    """Remember secrets, guard MLflow writes, keep torch out of skops, quiet tqdm's warning, show figures."""
     import warnings
 
     from mlfactor.masking import remember_secrets, secret_values
     from mlfactor.secret_guard import guard_mlflow
     from mlfactor.settings import load_settings
+    from mlfactor.skops_io import hide_array_libraries_from_estimator_walk
 
     settings = load_settings()
     remember_secrets(secret_values(settings.environ))
     guard_mlflow()
+    hide_array_libraries_from_estimator_walk()  # skops models load without torch (mlfactor.skops_io)
     experiment_id = settings.environ.get("MLFLOW_EXPERIMENT_ID")
     if settings.run_id is not None and experiment_id:
         pin_experiment(experiment_id, settings.experiment)

@@ -55,3 +55,19 @@ def test_a_process_that_imported_torch_keeps_it() -> None:
         """
     )
     assert out == "True True"
+
+
+@needs_torch
+def test_after_the_kernel_hook_a_plain_skops_import_leaves_torch_out() -> None:
+    """After the hook every pipeline kernel installs, skops imported plainly (as MLflow does) skips torch."""
+    out = run_python(
+        """
+        import sys
+        from mlfactor.skops_io import hide_array_libraries_from_estimator_walk
+        hide_array_libraries_from_estimator_walk()
+        import skops.io
+        from sklearn.utils import all_estimators
+        print("torch" in sys.modules, len(all_estimators()) > 100)
+        """
+    )
+    assert out == "False True"
