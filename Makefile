@@ -95,9 +95,9 @@ services: $(STAMP) ## Run mlflow server + PostgreSQL in the foreground on 127.0.
 services-stop: $(STAMP) ## Stop the stack `make services` started (only that process)
 	@$(BIN)/mlfactor services down
 
-bench-serve: $(STAMP) ## The service against mlflow models serve and a minimal Bento, then live alias swaps under load (needs wrk)
+bench-serve: $(STAMP) ## The service against mlflow models serve and a minimal Bento, then live alias swaps under load (needs wrk; ARGS=--without-torch)
 	@command -v wrk >/dev/null || { echo "bench-serve needs wrk: sudo apt-get install -y wrk (Debian/Ubuntu) or brew install wrk"; exit 2; }
-	$(BIN)/python benchmarks/bench_serve.py --out benchmarks/results/bench-serve-latest.json
+	$(BIN)/python benchmarks/bench_serve.py --out benchmarks/results/bench-serve-latest.json $(ARGS)
 
 bench-cli: $(STAMP) ## CPU seconds of everyday commands (--help, config, validate) beside `python -c pass`
 	$(BIN)/python benchmarks/bench_cli.py

@@ -18,8 +18,13 @@ runs), ``mlfactor-2w`` (registry, ``MLFACTOR_WORKERS=2``).
 
 Then the swap scenario (benchmarks/swap_scenario.py): load while the alias moves, by polling and by webhook.
 
+``--without-torch`` runs every target with torch unimportable, as in a serving image (runtime.txt has
+no torch): in a venv with the search extra, ``mlflow models serve`` of a skops model imports torch
+through scikit-learn's estimator walk and mlfactor does not (mlfactor/skops_io.py), which flatters
+mlfactor's cold-start ratio.
+
 Usage: python benchmarks/bench_serve.py [--duration 6] [--rounds 2] [--targets ...] [--follow-interval 2]
-    [--out FILE]
+    [--without-torch] [--out FILE]
 """
 
 from __future__ import annotations
@@ -416,8 +421,35 @@ def parse_args() -> argparse.Namespace:
         default=2.0,
         help="MLFACTOR_FOLLOW_INTERVAL of the swap scenario; 0 skips the scenario (default 2)",
     )
+    parser.add_argument(
+        "--without-torch",
+        action="store_true",
+        help="every target runs with torch unimportable, as in a serving image (no torch there)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     return parser.parse_args()
+
+
+HIDE_TORCH = """\
+import importlib.abc, sys
+
+
+class HideTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.partition(".")[0] == "torch":
+            raise ModuleNotFoundError(f"No module named {name!r} (bench-serve --without-torch)", name=name)
+
+
+sys.meta_path.insert(0, HideTorch())
+"""
+
+
+def without_torch(env: dict[str, str], work: Path) -> dict[str, str]:
+    """``env`` with a sitecustomize on PYTHONPATH making torch unimportable in every target's processes."""
+    folder = work / "without-torch"
+    folder.mkdir()
+    (folder / "sitecustomize.py").write_text(HIDE_TORCH)
+    return {**env, "PYTHONPATH": os.pathsep.join(p for p in (str(folder), env.get("PYTHONPATH", "")) if p)}
 
 
 def main() -> int:
@@ -434,6 +466,8 @@ def main() -> int:
         **sandbox_environment(work, PROJECT, os.environ),
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # mlflow models serve runs `uvicorn`
     }
+    if args.without_torch:
+        env = without_torch(env, work)
     version = register_model(env)
     candidate = register_model(env, alias="candidate", c=0.05) if args.follow_interval else ""
     env["BENCH_BENTO_MODEL"] = pack_model(env, version)
@@ -452,10 +486,12 @@ def main() -> int:
         "machine": machine,
         "model_version": version,
         "duration_s": args.duration,
+        "without_torch": args.without_torch,
         "targets": {},
     }
     print(
-        f"bench-serve: model iris-classifier v{version}, wrk {args.duration:g} s per run, machine {machine}",
+        f"bench-serve: model iris-classifier v{version}, wrk {args.duration:g} s per run, "
+        f"{'torch hidden, ' if args.without_torch else ''}machine {machine}",
         flush=True,
     )
     servers: list[Started] = []
