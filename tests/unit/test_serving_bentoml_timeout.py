@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from bentoml._internal.server.http.traffic import TimeoutMiddleware
 
-from mlfactor.serving.bentoml_timeout import cancel_timeout_timers
+from mlfactor.serving.bentoml_timeout import cancel_timeout_timers, leaves_its_timer
 
 
 def pending_timers() -> int:
@@ -68,3 +68,26 @@ def test_applying_twice_changes_nothing() -> None:
     method = TimeoutMiddleware.__call__
     assert cancel_timeout_timers()
     assert TimeoutMiddleware.__call__ is method
+
+
+def test_a_middleware_that_keeps_its_timer_is_not_replaced() -> None:
+    """Only BentoML's known middleware is replaced; one that keeps (and can cancel) its handle is not."""
+
+    class FixedUpstream:
+        def _set_timer_out(self, waiter: asyncio.Future[None]) -> None:
+            waiter.cancel()
+
+        async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+            loop = asyncio.get_running_loop()
+            handle = loop.call_later(1.0, self._set_timer_out, loop.create_future())
+            handle.cancel()
+
+    class Known(FixedUpstream):
+        async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+            loop = asyncio.get_running_loop()
+            loop.call_later(self.timeout, self._set_timer_out, loop.create_future())  # type: ignore[attr-defined]
+
+    assert not leaves_its_timer(FixedUpstream)
+    assert leaves_its_timer(Known)
+    assert cancel_timeout_timers()
+    assert leaves_its_timer(TimeoutMiddleware) is False  # replaced: its timer is cancelled now

@@ -12,14 +12,16 @@ stopping the event loop: the whole p99 tail of the service under load.
 :func:`cancel_timeout_timers` gives the middleware the same behaviour with the
 timer cancelled once the request is over (a cancelled timer is dropped from
 the loop's heap). It is applied by the service module before BentoML builds
-its app, and only to the middleware whose shape it knows; anything else is
-left as BentoML made it.
+its app, and only to the middleware it knows (its source schedules the timer
+without keeping the handle); a BentoML that changed it is left as it is.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
+import re
 from typing import Any
 
 from mlfactor.log import event, get_logger
@@ -27,6 +29,8 @@ from mlfactor.log import event, get_logger
 logger = get_logger("mlfactor.serving")
 
 Scope = dict[str, Any]
+# The statement BentoML 1.4 schedules its timer with, the handle not kept (so never cancelled).
+_UNKEPT_TIMER = re.compile(r"^\s*loop\.call_later\(self\.timeout, self\._set_timer_out", re.MULTILINE)
 
 
 async def _call(self: Any, scope: Scope, receive: Any, send: Any) -> None:
@@ -65,6 +69,15 @@ async def _send_timeout(send: Any, timeout: float) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def leaves_its_timer(middleware: type) -> bool:
+    """True when ``middleware.__call__`` is the known one: ``call_later`` with the handle thrown away."""
+    try:
+        source = inspect.getsource(middleware.__call__)
+    except (OSError, TypeError):
+        return False
+    return callable(getattr(middleware, "_set_timer_out", None)) and bool(_UNKEPT_TIMER.search(source))
+
+
 def cancel_timeout_timers() -> bool:
     """Make BentoML's ``TimeoutMiddleware`` cancel its timer when a request ends; True when applied."""
     try:
@@ -73,9 +86,12 @@ def cancel_timeout_timers() -> bool:
         return False
     if getattr(TimeoutMiddleware.__call__, "__module__", "") == __name__:
         return True
-    known = callable(getattr(TimeoutMiddleware, "_set_timer_out", None))
-    if not known:  # another BentoML: its middleware is left as it is, and the log says so
-        event(logger, "bentoml_timeout_unpatched", reason="TimeoutMiddleware has no _set_timer_out")
+    if not leaves_its_timer(TimeoutMiddleware):  # another BentoML: left as it made it, and the log says so
+        event(
+            logger,
+            "bentoml_timeout_unpatched",
+            reason="BentoML's TimeoutMiddleware is not the version this fix knows; left as it is",
+        )
         return False
     TimeoutMiddleware.__call__ = _call  # type: ignore[method-assign,assignment]
     return True
