@@ -71,3 +71,18 @@ def test_after_the_kernel_hook_a_plain_skops_import_leaves_torch_out() -> None:
         """
     )
     assert out == "False True"
+
+
+@needs_torch
+def test_a_pipeline_kernel_s_extension_installs_the_hook() -> None:
+    """The extension every pipeline kernel loads (kernel_setup) keeps torch out of a later skops import."""
+    out = run_python(
+        """
+        import sys
+        from mlfactor.kernel_setup import load_ipython_extension
+        load_ipython_extension(object())  # a shell without display formatters: figures part is skipped
+        import skops.io
+        print("torch" in sys.modules)
+        """
+    )
+    assert out == "False"
